@@ -1,0 +1,187 @@
+"""The Message row is the queue of record.
+
+Every outbound email is one Message; every send try is one DeliveryAttempt. django-q2 tasks only
+wake a lane up: if one is lost, the sweeper finds due rows and nothing is lost. Status changes go
+through `notifications.transitions`, never through `save()`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import models
+
+
+class Lane(models.TextChoices):
+    TRANSACTIONAL = "transactional", "Transactional"
+    BULK = "bulk", "Bulk"
+
+
+class Status(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROCESSING = "processing", "Processing"
+    RETRY = "retry", "Retry"
+    SENT = "sent", "Sent"
+    DEAD = "dead", "Dead (in the DLQ)"
+    CANCELLED = "cancelled", "Cancelled"
+    SUPPRESSED = "suppressed", "Suppressed"
+
+
+# Statuses a drain may claim (when due).
+CLAIMABLE = (Status.PENDING, Status.RETRY)
+
+
+class Producer(models.Model):
+    """Who asked for a message: an in-process app ("internal") or an API client."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EventType(models.Model):
+    key = models.CharField(
+        max_length=100, unique=True, help_text="Dotted name such as order.placed."
+    )
+    description = models.CharField(max_length=300, blank=True)
+    template = models.ForeignKey(
+        "templates_app.Template", on_delete=models.PROTECT, related_name="event_types"
+    )
+    lane = models.CharField(max_length=20, choices=Lane.choices, default=Lane.TRANSACTIONAL)
+    priority = models.PositiveSmallIntegerField(
+        default=5, help_text="0 is sent first; 9 last. Within a lane, lower numbers go first."
+    )
+    max_attempts = models.PositiveSmallIntegerField(default=5)
+    expiry = models.DurationField(
+        null=True,
+        blank=True,
+        help_text="A message not sent this long after it was due goes to the DLQ (e.g. 1:00:00).",
+    )
+    data_schema = models.JSONField(
+        null=True, blank=True, help_text="Optional JSON Schema the event data must satisfy."
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Message(models.Model):
+    event_type = models.ForeignKey(EventType, on_delete=models.PROTECT, related_name="messages")
+    producer = models.ForeignKey(Producer, on_delete=models.PROTECT, related_name="messages")
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    payload_hash = models.CharField(max_length=64, blank=True)
+
+    to_email = models.EmailField(max_length=254)
+    to_name = models.CharField(max_length=200, blank=True)
+    locale = models.CharField(max_length=16, default="en")
+    data = models.JSONField(default=dict, blank=True)
+
+    # The rendered email is a snapshot taken at enqueue time from the pinned template version:
+    # render errors reach the producer, and a template edit never changes a queued email.
+    template_version = models.ForeignKey(
+        "templates_app.TemplateVersion", on_delete=models.PROTECT, related_name="messages"
+    )
+    subject = models.CharField(max_length=500)
+    html_body = models.TextField()
+    text_body = models.TextField()
+
+    lane = models.CharField(max_length=20, choices=Lane.choices)
+    priority = models.PositiveSmallIntegerField(default=5)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=5)
+
+    next_attempt_at = models.DateTimeField(help_text="When the message is next due.")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.UUIDField(null=True, blank=True)
+
+    last_error = models.TextField(blank=True)
+    dead_reason = models.CharField(max_length=40, blank=True)
+    provider_message_id = models.CharField(max_length=200, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["producer", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="unique_idempotency_key_per_producer",
+            )
+        ]
+        indexes = [
+            # The claim query: due rows of one lane, most urgent first. Partial, so sent rows
+            # (the bulk of the table) never bloat it.
+            models.Index(
+                fields=["lane", "priority", "next_attempt_at"],
+                condition=models.Q(status__in=["pending", "retry"]),
+                name="message_due_idx",
+            ),
+            models.Index(
+                fields=["lease_until"],
+                condition=models.Q(status="processing"),
+                name="message_lease_idx",
+            ),
+            models.Index(fields=["status", "lane"], name="message_status_lane_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.event_type_id} → {self.to_email} ({self.status})"
+
+    @property
+    def message_id_header(self) -> str:
+        from notifications.delivery import message_id_for
+
+        return message_id_for(self.pk)
+
+
+class DeliveryAttempt(models.Model):
+    class Outcome(models.TextChoices):
+        SENT = "sent", "Sent"
+        TRANSIENT = "transient", "Transient error"
+        PERMANENT = "permanent", "Permanent error"
+        UNKNOWN = "unknown", "Unknown (may have been sent)"
+        EXPIRED = "expired", "Expired before sending"
+        LEASE_EXPIRED = "lease_expired", "Worker lost (lease expired)"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="delivery_attempts")
+    number = models.PositiveSmallIntegerField()
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(default=0)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    error_class = models.CharField(max_length=200, blank=True)
+    error_code = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    provider_message_id = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["message", "number", "id"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of #{self.message_id}: {self.outcome}"
+
+    @property
+    def duration(self) -> timedelta:
+        return timedelta(milliseconds=self.duration_ms)
+
+
+class LaneState(models.Model):
+    """One row per lane: debounces wake-ups so a burst of notify() calls enqueues one task."""
+
+    lane = models.CharField(max_length=20, choices=Lane.choices, primary_key=True)
+    wake_pending = models.BooleanField(default=False)
+    wake_requested_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.lane

@@ -1,0 +1,206 @@
+"""Settings for the notification platform.
+
+Every knob is an environment variable (django-environ); the README's configuration table lists
+them with their defaults. Defaults are chosen so `make run` works on a fresh machine: SQLite in
+`var/`, emails written to a readable outbox folder in `var/outbox/`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+env = environ.Env()
+
+SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-change-me")
+DEBUG = env.bool("DEBUG", default=True)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+PORT = env.int("PORT", default=8000)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_q",
+    "templates_app",
+    "notifications",
+    "dlq",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+WSGI_APPLICATION = "project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------------
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+}
+_db = DATABASES["default"]
+# Reusing connections matters: with CONN_MAX_AGE=0 every django-q2 enqueue opens two new
+# connections (~60 enqueues/s, ARCHITECTURE.md). Health checks drop a connection the server closed.
+_db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+_db["CONN_HEALTH_CHECKS"] = True
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # The web process and two clusters share one file: WAL lets readers run beside the writer,
+    # IMMEDIATE takes the write lock at BEGIN (no deadlock-on-upgrade), and the timeout makes a
+    # writer wait for the lock instead of failing with "database is locked".
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": env.int("SQLITE_BUSY_TIMEOUT", default=30),
+        }
+    )
+    # Tests run queue workers in other processes, so the test database must be a real file.
+    _db.setdefault("TEST", {})["NAME"] = str(VAR_DIR / "test_db.sqlite3")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Auth, i18n, static ---------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+
+# --- Email ----------------------------------------------------------------------------------------
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "outbox"))
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Notifications <noreply@example.com>")
+
+# Every ANYMAIL_<NAME> variable becomes ANYMAIL["<NAME>"] so any provider's settings can be given
+# without a code change. Timeouts are numbers and IGNORE_* flags are booleans; the rest are strings.
+_ANYMAIL_BOOL_TRUE = {"1", "true", "yes", "on"}
+
+
+def _anymail_value(name: str, raw: str) -> object:
+    if name.endswith("_TIMEOUT"):
+        try:
+            return float(raw)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"ANYMAIL_{name} must be a number, got {raw!r}") from exc
+    if name.startswith("IGNORE_") or name == "DEBUG_API_REQUESTS":
+        return raw.strip().lower() in _ANYMAIL_BOOL_TRUE
+    return raw
+
+
+ANYMAIL = {
+    key.removeprefix("ANYMAIL_"): _anymail_value(key.removeprefix("ANYMAIL_"), value)
+    for key, value in os.environ.items()
+    if key.startswith("ANYMAIL_") and len(key) > len("ANYMAIL_")
+}
+ANYMAIL.setdefault("REQUESTS_TIMEOUT", EMAIL_TIMEOUT)
+
+# --- Delivery engine ------------------------------------------------------------------------------
+NOTIFY = {
+    # Messages claimed per drain round trip; one transaction claims, sends happen outside it.
+    "BATCH_SIZE": env.int("NOTIFY_BATCH_SIZE", default=200),
+    # A drain task stops claiming after this long so it ends well inside the django-q2 timeout.
+    "DRAIN_BUDGET_SECONDS": env.float("NOTIFY_DRAIN_BUDGET_SECONDS", default=20.0),
+    # A claimed message whose worker died is requeued by the sweeper after this long.
+    "LEASE_SECONDS": env.int("NOTIFY_LEASE_SECONDS", default=120),
+    # Exponential backoff with full jitter: uniform(0, min(cap, base * 2 ** (attempt - 1))).
+    "RETRY_BASE_SECONDS": env.float("NOTIFY_RETRY_BASE_SECONDS", default=30.0),
+    "RETRY_CAP_SECONDS": env.float("NOTIFY_RETRY_CAP_SECONDS", default=3600.0),
+    # After this many transient failures in a row a drain hands the rest of its batch back
+    # untouched instead of burning every message's attempts against a provider that is down.
+    "BREAKER_FAILURES": env.int("NOTIFY_BREAKER_FAILURES", default=5),
+    "BREAKER_PAUSE_SECONDS": env.float("NOTIFY_BREAKER_PAUSE_SECONDS", default=10.0),
+    # Domain used in the stable Message-ID header of every email.
+    "MESSAGE_ID_DOMAIN": env.str("NOTIFY_MESSAGE_ID_DOMAIN", default="notifications.local"),
+    "SWEEP_MINUTES": env.int("NOTIFY_SWEEP_MINUTES", default=1),
+}
+
+# --- django-q2 ------------------------------------------------------------------------------------
+# One cluster per lane, selected with Q_CLUSTER_NAME=<lane> (qcluster --name is ignored on Linux).
+# All lanes share `name`, which is the signing salt for queued tasks.
+LANES = ("transactional", "bulk")
+REDIS_URL = env.str("REDIS_URL", default="")
+_Q_TIMEOUT = env.int("Q_TIMEOUT", default=60)
+Q_CLUSTER: dict[str, object] = {
+    "name": "notifications",
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": _Q_TIMEOUT,
+    # ORM broker re-delivers a task after `retry` seconds: keep it far above `timeout`.
+    "retry": _Q_TIMEOUT * 5,
+    "max_attempts": 1,
+    "save_limit": 100,
+    "catch_up": False,
+    "poll": env.float("Q_POLL", default=0.1),
+    "ALT_CLUSTERS": {
+        "transactional": {"workers": env.int("Q_WORKERS_TRANSACTIONAL", default=2)},
+        "bulk": {"workers": env.int("Q_WORKERS_BULK", default=2)},
+    },
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- API ------------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Notification platform API",
+    "VERSION": "1.0.0",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
