@@ -75,7 +75,8 @@ class EventType(models.Model):
 class Message(models.Model):
     event_type = models.ForeignKey(EventType, on_delete=models.PROTECT, related_name="messages")
     producer = models.ForeignKey(Producer, on_delete=models.PROTECT, related_name="messages")
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    # NULL (not "") when absent: NULLs are exempt from the per-producer unique constraint.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     payload_hash = models.CharField(max_length=64, blank=True)
 
     to_email = models.EmailField(max_length=254)

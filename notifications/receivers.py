@@ -12,7 +12,9 @@ from django.contrib.auth import get_user_model
 from django.db.models.signals import post_save
 
 
-def user_registered(sender: type, instance: Any, created: bool, raw: bool = False, **kw: Any) -> None:
+def user_registered(
+    sender: type, instance: Any, created: bool, raw: bool = False, **kw: Any
+) -> None:
     if not created or raw or not instance.email:
         return
     from notifications.models import EventType

@@ -14,7 +14,10 @@ from django.conf import settings
 def ensure_schedules(**kwargs: Any) -> None:
     from django_q.models import Schedule
 
+    from notifications.models import LaneState
+
     for lane in settings.LANES:
+        LaneState.objects.get_or_create(lane=lane)
         Schedule.objects.update_or_create(
             name=f"sweep-{lane}",
             defaults={

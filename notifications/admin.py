@@ -1,0 +1,97 @@
+"""Operator views: messages with their attempt log, event types, producers, queue stats.
+
+Admin actions call services; nothing here writes a status field itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from notifications.models import DeliveryAttempt, EventType, Message, Producer
+from notifications.selectors import queue_stats
+from notifications.services import message_cancel
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    fields = ("number", "started_at", "duration_ms", "outcome", "error_class", "error_code",
+              "error_message", "provider_message_id")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ("id", "event_type", "to_email", "lane", "priority", "status", "attempts",
+                    "next_attempt_at", "created_at")
+    list_filter = ("status", "lane", "event_type")
+    search_fields = ("to_email", "idempotency_key", "=id", "provider_message_id")
+    list_select_related = ("event_type",)
+    date_hierarchy = "created_at"
+    inlines = [DeliveryAttemptInline]
+    actions = ["cancel_messages"]
+    readonly_fields = [f.name for f in Message._meta.fields]
+    fieldsets = (
+        (None, {"fields": ("id", "event_type", "producer", "idempotency_key", "status",
+                           "dead_reason", "last_error")}),
+        ("Recipient", {"fields": ("to_email", "to_name", "locale", "data")}),
+        ("Email", {"fields": ("template_version", "subject", "text_body", "html_body")}),
+        ("Delivery", {"fields": ("lane", "priority", "attempts", "max_attempts",
+                                 "next_attempt_at", "expires_at", "lease_until", "lease_token",
+                                 "provider_message_id", "sent_at", "created_at", "updated_at")}),
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # messages come from notify(), so they are validated and rendered
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None  # the list is browsable; a message is read-only
+
+    def get_urls(self) -> list[Any]:
+        custom = [
+            path("stats/", self.admin_site.admin_view(self.stats_view),
+                 name="notifications_message_stats"),
+        ]
+        return custom + super().get_urls()
+
+    def stats_view(self, request: HttpRequest) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Queue stats",
+            "stats": queue_stats(),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/notifications/queue_stats.html", context)
+
+    @admin.action(description="Cancel selected messages (only those not sent yet)")
+    def cancel_messages(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        cancelled = sum(message_cancel(message=m) for m in queryset)
+        skipped = queryset.count() - cancelled
+        self.message_user(request, f"Cancelled {cancelled} message(s).", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request, f"{skipped} message(s) were already sent, dead or cancelled; left as is.",
+                messages.WARNING,
+            )
+
+
+@admin.register(EventType)
+class EventTypeAdmin(admin.ModelAdmin):
+    list_display = ("key", "template", "lane", "priority", "max_attempts", "expiry", "is_active")
+    list_filter = ("lane", "is_active")
+    search_fields = ("key", "description")
+
+
+@admin.register(Producer)
+class ProducerAdmin(admin.ModelAdmin):
+    list_display = ("name", "is_active", "created_at")

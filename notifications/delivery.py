@@ -1,0 +1,368 @@
+"""The consumer side: claim due messages in batches, send outside any transaction, record outcomes.
+
+A drain of one lane:
+
+1. Clears the lane's wake flag, so a message committed from now on enqueues another drain.
+2. Claims a batch in one short transaction (priority first, then due time; SKIP LOCKED on
+   PostgreSQL, a serialised conditional UPDATE on SQLite): status `processing`, a lease, attempts+1.
+3. Sends each message over ONE reused backend connection, with no transaction open.
+4. Records every outcome with a few statements: `sent`, `retry` (exponential backoff with full
+   jitter, never sooner than Retry-After), or `dead` with the reason; one DeliveryAttempt each.
+5. Loops until nothing is due (waiting a little for retries due within its time budget) or the
+   budget is spent. A full batch wakes one more drain so a second worker joins in.
+
+If the worker dies between 2 and 4, the lease expires and the sweeper hands the message back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import formataddr
+from typing import Any
+from uuid import UUID, uuid4
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import connection as db_connection
+from django.db import transaction
+from django.db.models import Case, CharField, F, Min, Q, Value, When
+from django.utils import timezone
+
+from notifications import transitions
+from notifications.errors import EXPIRED, PERMANENT, SENT, SendResult, classify
+from notifications.models import CLAIMABLE, DeliveryAttempt, EventType, Message, Status
+from notifications.wakeups import wake_lane, wake_taken
+
+logger = logging.getLogger(__name__)
+
+# Columns a drain needs; `data` (the producer's payload) is not needed once rendered.
+SEND_FIELDS = (
+    "id", "event_type_id", "to_email", "to_name", "subject", "html_body", "text_body",
+    "lane", "priority", "status", "attempts", "max_attempts", "expires_at",
+    "lease_token", "lease_until", "next_attempt_at",
+)
+
+
+def message_id_for(pk: int) -> str:
+    """Stable RFC 5322 Message-ID for a message: the same on every retry of it."""
+    domain = settings.NOTIFY["MESSAGE_ID_DOMAIN"]
+    digest = hashlib.sha256(f"{settings.SECRET_KEY}:{pk}".encode()).hexdigest()[:12]
+    return f"<n{pk}.{digest}@{domain}>"
+
+
+@dataclass
+class DrainReport:
+    lane: str
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    released: int = 0
+    batches: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Breaker:
+    """Trips when the last `size` outcomes were all transient failures (provider looks down)."""
+
+    size: int
+    recent: deque[bool] = field(default_factory=deque)
+
+    def __post_init__(self) -> None:
+        self.recent = deque(maxlen=self.size)
+
+    def record(self, failed: bool) -> None:
+        self.recent.append(failed)
+
+    @property
+    def open(self) -> bool:
+        return self.size > 0 and len(self.recent) == self.size and all(self.recent)
+
+    def reset(self) -> None:
+        self.recent.clear()
+
+
+# --- claiming -------------------------------------------------------------------------------------
+
+def claim_batch(lane: str, limit: int) -> list[Message]:
+    """Claim up to `limit` due messages of `lane` for this worker alone."""
+    now = timezone.now()
+    token = uuid4()
+    lease_until = now + timedelta(seconds=settings.NOTIFY["LEASE_SECONDS"])
+    with transaction.atomic():
+        due = (
+            Message.objects.filter(lane=lane, status__in=CLAIMABLE, next_attempt_at__lte=now)
+            .order_by("priority", "next_attempt_at", "id")
+            .only(*SEND_FIELDS)
+        )
+        if db_connection.features.has_select_for_update_skip_locked:
+            # Rows another drain has locked are skipped, not waited for: no double send, no queue.
+            due = due.select_for_update(skip_locked=True)
+        rows = list(due[:limit])
+        if not rows:
+            return []
+        moved = transitions.move(
+            "claim", transitions.ids(r.pk for r in rows),
+            lease_token=token, lease_until=lease_until, attempts=F("attempts") + 1,
+        )
+    if moved != len(rows):
+        # Only possible without row locks; keep exactly the rows this token won.
+        won = set(Message.objects.filter(lease_token=token).values_list("pk", flat=True))
+        rows = [r for r in rows if r.pk in won]
+    for row in rows:
+        row.status = Status.PROCESSING
+        row.attempts += 1
+        row.lease_token = token
+        row.lease_until = lease_until
+    return rows
+
+
+# --- sending --------------------------------------------------------------------------------------
+
+_event_keys: dict[int, str] = {}
+
+
+def _event_key(event_type_id: int) -> str:
+    if event_type_id not in _event_keys:
+        _event_keys[event_type_id] = EventType.objects.values_list("key", flat=True).get(
+            pk=event_type_id
+        )
+    return _event_keys[event_type_id]
+
+
+def build_email(message: Message) -> EmailMultiAlternatives:
+    recipient = (
+        formataddr((message.to_name, message.to_email)) if message.to_name else message.to_email
+    )
+    event_key = _event_key(message.event_type_id)
+    email = EmailMultiAlternatives(
+        subject=message.subject,
+        body=message.text_body,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[recipient],
+        headers={"Message-ID": message_id_for(message.pk), "X-Notification-Id": str(message.pk)},
+    )
+    email.attach_alternative(message.html_body, "text/html")
+    # Anymail passes these to the ESP so its webhooks can be matched back to the message.
+    email.metadata = {"notification_id": str(message.pk), "event": event_key}  # type: ignore[attr-defined]
+    email.tags = [event_key]  # type: ignore[attr-defined]
+    return email
+
+
+def send_one(backend: Any, message: Message) -> SendResult:
+    email = build_email(message)
+    try:
+        backend.send_messages([email])
+    except Exception as exc:  # every transport's errors are classified, none escapes
+        _reset_connection(backend)
+        return classify(exc)
+    status = getattr(email, "anymail_status", None)
+    provider_id = getattr(status, "message_id", None) if status is not None else None
+    return SendResult(SENT, provider_message_id=str(provider_id or message_id_for(message.pk)))
+
+
+def _reset_connection(backend: Any) -> None:
+    """After a failure the connection may be half-dead: drop it and open a fresh one."""
+    try:
+        backend.close()
+    except Exception:  # closing a broken connection may itself fail; the reopen below matters
+        logger.debug("closing the email connection failed", exc_info=True)
+    try:
+        backend.open()
+    except Exception:
+        logger.debug("reopening the email connection failed", exc_info=True)
+
+
+# --- recording ------------------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    message: Message
+    result: SendResult
+    started_at: datetime
+    duration_ms: int
+
+
+def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter, never sooner than the provider's Retry-After."""
+    base = settings.NOTIFY["RETRY_BASE_SECONDS"]
+    cap = settings.NOTIFY["RETRY_CAP_SECONDS"]
+    delay = random.uniform(0, min(cap, base * 2 ** max(0, attempts - 1)))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, cap))
+    return delay
+
+
+def record_outcomes(outcomes: Sequence[Outcome], token: UUID) -> DrainReport:
+    report = DrainReport(lane="")
+    if not outcomes:
+        return report
+    now = timezone.now()
+    sent = [o for o in outcomes if o.result.outcome == SENT]
+    attempt_rows = []
+    with transaction.atomic():
+        if sent:
+            provider_ids = Case(
+                *[When(pk=o.message.pk, then=Value(o.result.provider_message_id)) for o in sent],
+                output_field=CharField(),
+            )
+            report.sent = transitions.move(
+                "mark_sent", Q(pk__in=[o.message.pk for o in sent], lease_token=token),
+                sent_at=now, lease_until=None, last_error="", provider_message_id=provider_ids,
+            )
+        for outcome in outcomes:
+            message, result = outcome.message, outcome.result
+            if result.outcome != SENT:
+                _record_failure(message, result, token, now, report)
+            attempt_rows.append(
+                DeliveryAttempt(
+                    message_id=message.pk, number=message.attempts, started_at=outcome.started_at,
+                    duration_ms=outcome.duration_ms, outcome=result.outcome,
+                    error_class=result.error_class[:200], error_code=result.error_code[:40],
+                    error_message=result.error_message,
+                    provider_message_id=result.provider_message_id[:200],
+                )
+            )
+        DeliveryAttempt.objects.bulk_create(attempt_rows)
+    return report
+
+
+def _record_failure(
+    message: Message, result: SendResult, token: UUID, now: datetime, report: DrainReport
+) -> None:
+    mine = Q(pk=message.pk, lease_token=token)
+    error = f"{result.error_class}: {result.error_message}".strip(": ")
+    reason = ""
+    if result.outcome == PERMANENT:
+        reason = "permanent_error"
+    elif result.outcome == EXPIRED:
+        reason = "expired"
+    elif message.attempts >= message.max_attempts:
+        reason = "max_attempts"
+    else:
+        due = now + timedelta(seconds=backoff_seconds(message.attempts, result.retry_after))
+        if message.expires_at is not None and due >= message.expires_at:
+            reason = "expired"
+        else:
+            report.retried += transitions.move(
+                "schedule_retry", mine, next_attempt_at=due, lease_until=None, last_error=error
+            )
+            return
+    report.dead += transitions.move(
+        "kill", mine, dead_reason=reason, lease_until=None, last_error=error
+    )
+
+
+def release(messages: Sequence[Message], token: UUID, *, delay: float, reason: str) -> int:
+    """Hand claimed-but-untried messages back, refunding the attempt the claim counted."""
+    if not messages:
+        return 0
+    return transitions.move(
+        "release", Q(pk__in=[m.pk for m in messages], lease_token=token),
+        attempts=F("attempts") - 1, lease_until=None, lease_token=None, last_error=reason,
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+    )
+
+
+# --- the drain loop -------------------------------------------------------------------------------
+
+def process_batch(backend: Any, batch: list[Message], breaker: Breaker) -> DrainReport:
+    """Send one claimed batch and record the outcomes. Expired messages are not sent."""
+    token = batch[0].lease_token
+    now = timezone.now()
+    outcomes: list[Outcome] = []
+    untried: list[Message] = []
+    for index, message in enumerate(batch):
+        if message.expires_at is not None and message.expires_at <= now:
+            expired = SendResult(EXPIRED, error_message="expired before it could be sent")
+            outcomes.append(Outcome(message, expired, now, 0))
+            continue
+        if breaker.open:
+            untried = batch[index:]
+            break
+        started, t0 = timezone.now(), time.monotonic()
+        result = send_one(backend, message)
+        breaker.record(result.outcome != SENT and result.retryable)
+        outcomes.append(Outcome(message, result, started, int((time.monotonic() - t0) * 1000)))
+    report = record_outcomes(outcomes, token)
+    report.released = release(
+        untried, token, delay=settings.NOTIFY["BREAKER_PAUSE_SECONDS"],
+        reason="provider failing: handed back untried (circuit breaker)",
+    )
+    return report
+
+
+def drain_lane(
+    lane: str, *, budget: float | None = None, batch_size: int | None = None
+) -> DrainReport:
+    """Send due messages of `lane` until none is due or the time budget is spent."""
+    conf = settings.NOTIFY
+    budget = conf["DRAIN_BUDGET_SECONDS"] if budget is None else budget
+    batch_size = batch_size or conf["BATCH_SIZE"]
+    deadline = time.monotonic() + budget
+    report = DrainReport(lane=lane)
+    breaker = Breaker(conf["BREAKER_FAILURES"])
+    wake_taken(lane)
+    backend = get_connection()
+    backend.open()
+    try:
+        while time.monotonic() < deadline:
+            if breaker.open:
+                # Provider down: stop claiming for a while instead of burning attempts.
+                if not _linger(deadline, conf["BREAKER_PAUSE_SECONDS"]):
+                    break
+                breaker.reset()
+                continue
+            batch = claim_batch(lane, batch_size)
+            if not batch:
+                next_due = _next_due(lane)
+                if next_due is None:
+                    break
+                # Retries due soon are picked up by this drain rather than by the next sweep; poll
+                # at most every second so fresh messages are not kept waiting either.
+                wait = (next_due - timezone.now()).total_seconds()
+                if wait > deadline - time.monotonic():
+                    break
+                if not _linger(deadline, min(max(wait, 0.05), 1.0)):
+                    break
+                continue
+            if len(batch) == batch_size:
+                wake_lane(lane)  # more is waiting: let another worker join in
+            part = process_batch(backend, batch, breaker)
+            report.batches += 1
+            report.claimed += len(batch)
+            report.sent += part.sent
+            report.retried += part.retried
+            report.dead += part.dead
+            report.released += part.released
+    finally:
+        try:
+            backend.close()
+        except Exception:
+            logger.debug("closing the email connection failed", exc_info=True)
+    logger.info("drain %s: %s", lane, report.as_dict())
+    return report
+
+
+def _next_due(lane: str) -> datetime | None:
+    return Message.objects.filter(lane=lane, status__in=CLAIMABLE).aggregate(
+        due=Min("next_attempt_at")
+    )["due"]
+
+
+def _linger(deadline: float, seconds: float) -> bool:
+    """Sleep `seconds` if the budget allows; False when the drain should end instead."""
+    if time.monotonic() + seconds >= deadline:
+        return False
+    time.sleep(seconds)
+    return True

@@ -1,0 +1,336 @@
+"""Producer-side services: the one way into the queue.
+
+`notify()` validates, renders, inserts and wakes the lane on commit. Called inside the caller's
+transaction it is a transactional outbox: if the caller rolls back, the Message row is gone and
+the wake-up never fires, so nothing is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from email_validator import EmailNotValidError, validate_email
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from notifications import transitions
+from notifications.exceptions import (
+    InvalidEventData,
+    InvalidLocale,
+    InvalidRecipient,
+    InvalidSendAt,
+    NotifyError,
+    RenderFailed,
+    TemplateUnavailable,
+    UnknownEvent,
+)
+from notifications.models import EventType, LaneState, Message, Producer
+from notifications.wakeups import wake_lane_on_commit
+from templates_app.exceptions import NoActiveTemplateVersion, TemplateRenderError
+from templates_app.models import TemplateVersion
+from templates_app.rendering import render_version
+from templates_app.selectors import template_version_active
+
+INTERNAL_PRODUCER = "internal"
+LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+@dataclass
+class _Lookups:
+    """Per-call cache so a batch of 1,000 looks each event type and template up once."""
+
+    event_types: dict[str, EventType] = field(default_factory=dict)
+    versions: dict[tuple[int, str], TemplateVersion] = field(default_factory=dict)
+
+    def event_type(self, key: str) -> EventType:
+        if key not in self.event_types:
+            self.event_types[key] = _event_type(key)
+        return self.event_types[key]
+
+    def version(self, event_type: EventType, locale: str) -> TemplateVersion:
+        cache_key = (event_type.template_id, locale)
+        if cache_key not in self.versions:
+            self.versions[cache_key] = _template_version(event_type, locale)
+        return self.versions[cache_key]
+
+
+@dataclass
+class EventRequest:
+    """One event as a producer states it; `notify_many` takes a list of these (or dicts)."""
+
+    event: str
+    to: str | Mapping[str, str]
+    data: dict[str, Any] = field(default_factory=dict)
+    locale: str | None = None
+    idempotency_key: str | None = None
+    send_at: datetime | None = None
+
+
+def notify(
+    *,
+    event: str,
+    to: str | Mapping[str, str],
+    data: Mapping[str, Any] | None = None,
+    locale: str | None = None,
+    idempotency_key: str | None = None,
+    send_at: datetime | None = None,
+    producer: Producer | str | None = None,
+) -> Message:
+    """Queue one email for `event` to `to`. Returns the Message (the existing one on a replay).
+
+    Raises a NotifyError subclass (unknown event, data failing the schema with its path, bad
+    address, bad locale, render error); nothing is written then.
+    """
+    producer_obj = _producer(producer)
+    request = EventRequest(
+        event=event, to=to, data=dict(data or {}), locale=locale,
+        idempotency_key=idempotency_key, send_at=send_at,
+    )
+    if idempotency_key:
+        existing = _existing(producer_obj, [idempotency_key]).get(idempotency_key)
+        if existing is not None:
+            return existing
+    message = _build(request, producer_obj, _Lookups())
+    try:
+        # A savepoint, so a lost race on the idempotency key does not poison the caller's
+        # transaction; the winner's row is returned instead.
+        with transaction.atomic():
+            message.save(force_insert=True)
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        existing = _existing(producer_obj, [idempotency_key]).get(idempotency_key)
+        if existing is None:
+            raise
+        return existing
+    wake_lane_on_commit(message.lane)
+    return message
+
+
+def notify_many(
+    events: Sequence[EventRequest | Mapping[str, Any]],
+    *,
+    producer: Producer | str | None = None,
+) -> list[Message | NotifyError]:
+    """Queue many events with a few queries. Returns, in order, each item's Message or its error.
+
+    Items are validated on their own: one bad item does not stop the others. Replayed idempotency
+    keys (already stored, or repeated inside the batch) return the same Message.
+    """
+    producer_obj = _producer(producer)
+    requests = [item if isinstance(item, EventRequest) else _request_from(item) for item in events]
+    keys = [r.idempotency_key for r in requests if r.idempotency_key]
+    existing = _existing(producer_obj, keys) if keys else {}
+
+    results: list[Message | NotifyError | None] = [None] * len(requests)
+    to_insert: list[tuple[int, Message]] = []
+    first_by_key: dict[str, int] = {}
+    lookups = _Lookups()
+    for index, request in enumerate(requests):
+        key = request.idempotency_key
+        if key and key in existing:
+            results[index] = existing[key]
+            continue
+        if key and key in first_by_key:
+            continue  # filled in from the first item with this key below
+        try:
+            message = _build(request, producer_obj, lookups)
+        except NotifyError as error:
+            results[index] = error
+            continue
+        if key:
+            first_by_key[key] = index
+        to_insert.append((index, message))
+
+    if to_insert:
+        try:
+            with transaction.atomic():
+                Message.objects.bulk_create([m for _, m in to_insert])
+        except IntegrityError:
+            # Another request stored one of these keys meanwhile: fall back to one at a time,
+            # which resolves each conflict to the stored row.
+            for index, _message in to_insert:
+                results[index] = notify(
+                    event=requests[index].event, to=requests[index].to,
+                    data=requests[index].data, locale=requests[index].locale,
+                    idempotency_key=requests[index].idempotency_key,
+                    send_at=requests[index].send_at, producer=producer_obj,
+                )
+        else:
+            for index, message in to_insert:
+                results[index] = message
+            for lane in {m.lane for _, m in to_insert}:
+                wake_lane_on_commit(lane)
+
+    for index, request in enumerate(requests):
+        if results[index] is None and request.idempotency_key:
+            results[index] = results[first_by_key[request.idempotency_key]]
+    return results  # type: ignore[return-value]
+
+
+def message_cancel(*, message: Message) -> bool:
+    """Cancel a message that has not been sent yet. Returns False if it was too late."""
+    return transitions.move("cancel", transitions.ids([message.pk]), lease_until=None) == 1
+
+
+def messages_requeue(*, pks: Iterable[int]) -> int:
+    """Send dead messages again with a fresh attempt budget and expiry. Returns how many moved.
+
+    Unlike a bare status update this resets the retry bookkeeping (attempts, due time, lease,
+    expiry) and wakes the lane, so the message really goes out again.
+    """
+    pks = list(pks)
+    now = timezone.now()
+    rows = list(Message.objects.filter(pk__in=pks).select_related("event_type"))
+    moved = 0
+    lanes = set()
+    for message in rows:
+        expiry = message.event_type.expiry
+        moved += transitions.move(
+            "requeue", transitions.ids([message.pk]),
+            attempts=0, next_attempt_at=now, lease_until=None, lease_token=None,
+            dead_reason="", expires_at=(now + expiry) if expiry else None,
+        )
+        lanes.add(message.lane)
+    for lane in lanes:
+        wake_lane_on_commit(lane)
+    return moved
+
+
+def ensure_lanes() -> None:
+    for lane in settings.LANES:
+        LaneState.objects.get_or_create(lane=lane)
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+def _producer(producer: Producer | str | None) -> Producer:
+    if isinstance(producer, Producer):
+        return producer
+    name = producer or INTERNAL_PRODUCER
+    obj, _ = Producer.objects.get_or_create(name=name)
+    return obj
+
+
+def _existing(producer: Producer, keys: list[str]) -> dict[str, Message]:
+    return {
+        m.idempotency_key: m
+        for m in Message.objects.filter(producer=producer, idempotency_key__in=keys)
+    }
+
+
+def _request_from(item: Mapping[str, Any]) -> EventRequest:
+    return EventRequest(
+        event=item.get("event", ""), to=item.get("to", ""), data=dict(item.get("data") or {}),
+        locale=item.get("locale"), idempotency_key=item.get("idempotency_key"),
+        send_at=item.get("send_at"),
+    )
+
+
+def _build(request: EventRequest, producer: Producer, lookups: _Lookups) -> Message:
+    """Validate one request and return an unsaved Message with its email rendered."""
+    if not isinstance(request.event, str) or not request.event:
+        raise UnknownEvent("an event name is required")
+    event_type = lookups.event_type(request.event)
+    to_email, to_name = _recipient(request.to)
+    data = request.data if isinstance(request.data, dict) else None
+    if data is None:
+        raise InvalidEventData("must be a JSON object", path="$")
+    if event_type.data_schema:
+        _check_schema(event_type, data)
+    locale = request.locale or settings.LANGUAGE_CODE
+    if not isinstance(locale, str) or not LOCALE_RE.match(locale):
+        raise InvalidLocale(f"{locale!r} is not a language code such as 'en' or 'pt-BR'")
+    now = timezone.now()
+    due = request.send_at or now
+    if timezone.is_naive(due):
+        raise InvalidSendAt("must include a time zone")
+    version = lookups.version(event_type, locale)
+    try:
+        context = {**data, "recipient": {"email": to_email, "name": to_name}}
+        rendered = render_version(version, context)
+    except TemplateRenderError as exc:
+        raise RenderFailed(f"template {event_type.template.key!r} failed to render: {exc}") from exc
+    return Message(
+        event_type=event_type,
+        producer=producer,
+        idempotency_key=request.idempotency_key or None,
+        payload_hash=payload_hash(request),
+        to_email=to_email,
+        to_name=to_name,
+        locale=locale,
+        data=data,
+        template_version=version,
+        subject=rendered.subject,
+        html_body=rendered.html,
+        text_body=rendered.text,
+        lane=event_type.lane,
+        priority=event_type.priority,
+        max_attempts=event_type.max_attempts,
+        next_attempt_at=due,
+        expires_at=(due + event_type.expiry) if event_type.expiry else None,
+    )
+
+
+def payload_hash(request: EventRequest) -> str:
+    """Fingerprint of what the producer asked for, to tell a replay from a different request."""
+    body = {
+        "event": request.event, "to": request.to, "data": request.data,
+        "locale": request.locale,
+        "send_at": request.send_at.isoformat() if request.send_at else None,
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _event_type(key: str) -> EventType:
+    event_type = (
+        EventType.objects.select_related("template").filter(key=key, is_active=True).first()
+    )
+    if event_type is None:
+        raise UnknownEvent(f"unknown event {key!r}")
+    return event_type
+
+
+def _recipient(to: str | Mapping[str, str]) -> tuple[str, str]:
+    if isinstance(to, Mapping):
+        email, name = to.get("email", ""), to.get("name", "") or ""
+    else:
+        email, name = to, ""
+    if not isinstance(email, str) or not email:
+        raise InvalidRecipient("an email address is required")
+    if not isinstance(name, str) or "\n" in name or "\r" in name or len(name) > 200:
+        raise InvalidRecipient("name must be one line of at most 200 characters")
+    try:
+        checked = validate_email(email, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidRecipient(f"{email!r} is not a valid email address: {exc}") from exc
+    return checked.normalized, name
+
+
+@lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_json))
+
+
+def _check_schema(event_type: EventType, data: dict[str, Any]) -> None:
+    validator = _validator(json.dumps(event_type.data_schema, sort_keys=True))
+    error = best_match(validator.iter_errors(data))
+    if error is not None:
+        raise InvalidEventData(error.message, path=error.json_path)
+
+
+def _template_version(event_type: EventType, locale: str) -> TemplateVersion:
+    try:
+        return template_version_active(template=event_type.template, locale=locale)
+    except NoActiveTemplateVersion as exc:
+        raise TemplateUnavailable(str(exc)) from exc

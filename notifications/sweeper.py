@@ -1,0 +1,64 @@
+"""The sweeper: what makes a lost wake-up or a dead worker cost latency, never a message.
+
+Runs every NOTIFY_SWEEP_MINUTES on each lane's cluster:
+
+1. Rows left `processing` past their lease (the worker crashed or was killed mid-batch) go back
+   to `retry`, due now, or to `dead` if that was their last attempt. The email may have gone out
+   before the crash, so the attempt is recorded as lease_expired and stays counted.
+2. If the lane has due rows, a drain is enqueued even if the wake flag says one is pending: the
+   pending task may be the one that was lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from notifications import transitions
+from notifications.models import CLAIMABLE, DeliveryAttempt, Message, Status
+from notifications.wakeups import wake_lane
+
+LEASE_LOST = "worker lost while sending (lease expired); the email may have been sent"
+
+
+@dataclass
+class SweepReport:
+    lane: str
+    requeued: int = 0
+    dead: int = 0
+    woke: bool = False
+
+
+def sweep_lane(lane: str, *, limit: int = 1000) -> SweepReport:
+    report = SweepReport(lane=lane)
+    now = timezone.now()
+    expired = list(
+        Message.objects.filter(lane=lane, status=Status.PROCESSING, lease_until__lt=now)
+        .only("id", "attempts", "max_attempts", "lease_token")[:limit]
+    )
+    for message in expired:
+        mine = Q(pk=message.pk, lease_token=message.lease_token)
+        with transaction.atomic():
+            if message.attempts >= message.max_attempts:
+                moved = transitions.move(
+                    "kill", mine, dead_reason="max_attempts", lease_until=None,
+                    last_error=LEASE_LOST,
+                )
+                report.dead += moved
+            else:
+                moved = transitions.move(
+                    "release", mine, next_attempt_at=now, lease_until=None, lease_token=None,
+                    last_error=LEASE_LOST,
+                )
+                report.requeued += moved
+            if moved:
+                DeliveryAttempt.objects.create(
+                    message_id=message.pk, number=message.attempts, started_at=now,
+                    outcome=DeliveryAttempt.Outcome.LEASE_EXPIRED, error_message=LEASE_LOST,
+                )
+    if Message.objects.filter(lane=lane, status__in=CLAIMABLE, next_attempt_at__lte=now).exists():
+        report.woke = wake_lane(lane, force=True)
+    return report

@@ -1,0 +1,57 @@
+"""Waking a lane: the only job django-q2 does for us.
+
+A wake-up is a hint, not the message: the Message rows are the queue. LaneState.wake_pending
+debounces a burst of notify() calls into one queued drain task:
+
+1. notify() commits its row, then (on commit) flips wake_pending False -> True with a conditional
+   UPDATE; only the caller that flipped it enqueues a drain task.
+2. The drain task sets wake_pending back to False *before* its first claim, so a row committed
+   after that point makes the next notify() enqueue a fresh task. No row can fall between.
+3. If a task is lost anyway (Redis crash, purged queue, killed worker) the flag may stay True; the
+   sweeper wakes every lane that has due rows regardless of the flag, so the loss costs latency,
+   never a message.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from notifications.models import LaneState
+
+logger = logging.getLogger(__name__)
+
+DRAIN_TASK = "notifications.tasks.drain_lane"
+
+
+def wake_lane_on_commit(lane: str) -> None:
+    transaction.on_commit(lambda: wake_lane(lane))
+
+
+def wake_lane(lane: str, *, force: bool = False) -> bool:
+    """Enqueue a drain task for `lane` unless one is already pending. Returns True if enqueued."""
+    flipped = LaneState.objects.filter(lane=lane, wake_pending=False).update(
+        wake_pending=True, wake_requested_at=timezone.now()
+    )
+    if not flipped and not force:
+        if not LaneState.objects.filter(lane=lane).exists():
+            LaneState.objects.get_or_create(lane=lane, defaults={"wake_pending": True})
+        else:
+            return False
+    try:
+        async_task(DRAIN_TASK, lane, cluster=lane, group=f"drain-{lane}")
+    except Exception:
+        # The message is already committed; the sweeper will wake the lane. Undo the flag so the
+        # next notify() tries again rather than waiting for the sweeper.
+        logger.exception("could not enqueue a drain task for lane %s", lane)
+        LaneState.objects.filter(lane=lane).update(wake_pending=False)
+        return False
+    return True
+
+
+def wake_taken(lane: str) -> None:
+    """Called by a drain before it claims: later commits must enqueue a new task."""
+    LaneState.objects.filter(lane=lane, wake_pending=True).update(wake_pending=False)

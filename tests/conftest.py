@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core import mail
+
+from notifications.demo import seed_demo
+from tests.factories import EventTypeFactory
+
+
+@pytest.fixture
+def demo(db: Any) -> None:
+    """The four demo event types with their templates."""
+    seed_demo()
+
+
+@pytest.fixture
+def event_type(db: Any) -> Any:
+    return EventTypeFactory()
+
+
+@pytest.fixture
+def outbox(settings: Any) -> list[mail.EmailMessage]:
+    """Django's in-memory backend: what a drain run in-process sent."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    mail.outbox = []
+    return mail.outbox
+
+
+@pytest.fixture
+def no_wakeups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record lane wake-ups instead of enqueuing django-q2 tasks (unit tests drain directly)."""
+    woken: list[str] = []
+
+    def fake_async_task(func: str, lane: str, **kwargs: Any) -> str:
+        woken.append(lane)
+        return "task-id"
+
+    monkeypatch.setattr("notifications.wakeups.async_task", fake_async_task)
+    return woken

@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from notifications.exceptions import (
+    InvalidEventData,
+    InvalidLocale,
+    InvalidRecipient,
+    InvalidSendAt,
+    RenderFailed,
+    UnknownEvent,
+)
+from notifications.models import LaneState, Message, Status
+from notifications.services import EventRequest, message_cancel, notify, notify_many
+from templates_app.exceptions import TemplateRenderError
+from templates_app.services import template_version_create
+
+ORDER = {"order_id": 42, "total": "$19.90", "items": [{"name": "Tea", "qty": 2}]}
+
+pytestmark = pytest.mark.usefixtures("demo", "no_wakeups")
+
+
+def test_it_queues_a_rendered_message_on_the_event_types_lane() -> None:
+    to = {"email": "Ann@Example.com", "name": "Ann"}
+    message = notify(event="order.placed", to=to, data=ORDER)
+
+    message.refresh_from_db()
+    assert message.status == Status.PENDING
+    assert message.lane == "transactional"
+    assert message.priority == 2
+    assert message.to_email == "Ann@example.com"  # domain normalised, local part kept
+    assert message.subject == "Order 42 confirmed"
+    assert "2 × Tea" in message.html_body
+    assert "2 × Tea" in message.text_body
+    assert message.expires_at == message.next_attempt_at + timedelta(days=1)
+
+
+def test_it_pins_the_template_version_so_an_edit_does_not_change_a_queued_email() -> None:
+    message = notify(event="order.placed", to="ann@example.com", data=ORDER)
+    template = message.event_type.template
+    template_version_create(
+        template=template, locale="en", subject="NEW {{ order_id }}", html_body="<p>new</p>"
+    )
+
+    later = notify(event="order.placed", to="bob@example.com", data=ORDER)
+
+    message.refresh_from_db()
+    assert message.subject == "Order 42 confirmed"
+    assert later.subject == "NEW 42"
+    assert later.template_version_id != message.template_version_id
+
+
+def test_it_returns_the_existing_message_for_a_replayed_idempotency_key() -> None:
+    first = notify(event="order.placed", to="ann@example.com", data=ORDER, idempotency_key="k1")
+    again = notify(event="order.placed", to="ann@example.com", data=ORDER, idempotency_key="k1")
+    other_producer = notify(
+        event="order.placed", to="ann@example.com", data=ORDER, idempotency_key="k1",
+        producer="order-service",
+    )
+
+    assert again.pk == first.pk
+    assert other_producer.pk != first.pk
+    assert Message.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_is_an_outbox_a_rolled_back_caller_leaves_no_message_and_no_wakeup(
+    no_wakeups: list[str],
+) -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        notify(event="order.placed", to="ann@example.com", data=ORDER)
+        raise RuntimeError("the order failed")
+
+    assert Message.objects.count() == 0
+    assert no_wakeups == []
+
+    with transaction.atomic():
+        notify(event="order.placed", to="ann@example.com", data=ORDER)
+        assert no_wakeups == []  # not before commit
+    assert no_wakeups == ["transactional"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_debounces_wakeups_until_a_drain_takes_the_flag(no_wakeups: list[str]) -> None:
+    from notifications.wakeups import wake_taken
+
+    for n in range(3):
+        notify(event="order.placed", to=f"u{n}@example.com", data=ORDER)
+    assert no_wakeups == ["transactional"]
+    assert LaneState.objects.get(lane="transactional").wake_pending
+
+    wake_taken("transactional")
+    notify(event="order.placed", to="u9@example.com", data=ORDER)
+    assert no_wakeups == ["transactional", "transactional"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "field", "text"),
+    [
+        ({"event": "nope.nothing"}, UnknownEvent, "event", "unknown event 'nope.nothing'"),
+        ({"to": "not-an-address"}, InvalidRecipient, "to", "not a valid email address"),
+        ({"to": {"email": "a@example.com", "name": "x\ny"}}, InvalidRecipient, "to", "one line"),
+        ({"data": {"order_id": 1, "total": "1", "items": [{"name": "Tea", "qty": 0}]}},
+         InvalidEventData, "data", "$.items[0].qty: 0 is less than the minimum of 1"),
+        ({"data": {"total": "1", "items": []}}, InvalidEventData, "data",
+         "'order_id' is a required property"),
+        ({"locale": "english!"}, InvalidLocale, "locale", "not a language code"),
+        ({"send_at": timezone.now().replace(tzinfo=None)}, InvalidSendAt, "send_at", "time zone"),
+    ],
+)
+def test_it_refuses_bad_input_with_the_field_and_reason(
+    kwargs: dict[str, Any], error: type[Exception], field: str, text: str
+) -> None:
+    call = {"event": "order.placed", "to": "ann@example.com", "data": ORDER, **kwargs}
+
+    with pytest.raises(error) as caught:
+        notify(**call)
+
+    assert caught.value.field == field
+    assert text in str(caught.value)
+    assert Message.objects.count() == 0
+
+
+def test_it_reports_a_template_render_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(version: Any, context: Any) -> Any:
+        raise TemplateRenderError("html_body: boom")
+
+    monkeypatch.setattr("notifications.services.render_version", broken)
+
+    with pytest.raises(RenderFailed, match="order-confirmation.*boom"):
+        notify(event="order.placed", to="ann@example.com", data=ORDER)
+    assert Message.objects.count() == 0
+
+
+def test_it_queues_a_batch_with_per_item_errors_in_order(
+    django_assert_max_num_queries: Any,
+) -> None:
+    items = [
+        EventRequest(event="order.placed", to=f"u{n}@example.com", data=ORDER,
+                     idempotency_key=f"b{n}")
+        for n in range(50)
+    ]
+    items.insert(3, EventRequest(event="order.placed", to="bad", data=ORDER))
+    items.append(EventRequest(event="order.placed", to="u0@example.com", data=ORDER,
+                              idempotency_key="b0"))
+
+    with django_assert_max_num_queries(12):
+        results = notify_many(items)
+
+    assert isinstance(results[3], InvalidRecipient)
+    messages = [r for r in results if isinstance(r, Message)]
+    assert len(messages) == 51
+    assert results[-1].pk == results[0].pk  # duplicate key inside the batch
+    assert Message.objects.count() == 50
+    assert notify_many(items[:2])[1].pk == results[1].pk  # replay of a stored key
+
+
+def test_it_schedules_a_message_for_later() -> None:
+    later = timezone.now() + timedelta(hours=2)
+
+    message = notify(event="password.reset", to="ann@example.com",
+                     data={"reset_url": "https://example.com/r/1"}, send_at=later)
+
+    assert message.next_attempt_at == later
+    assert message.expires_at == later + timedelta(hours=1)
+    assert message.priority == 0
+
+
+def test_it_cancels_only_messages_not_sent_yet() -> None:
+    message = notify(event="order.placed", to="ann@example.com", data=ORDER)
+    assert message_cancel(message=message) is True
+    assert message_cancel(message=message) is False
+    message.refresh_from_db()
+    assert message.status == Status.CANCELLED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_sends_user_registered_when_a_user_is_created_in_the_same_transaction() -> None:
+    User = get_user_model()
+    User.objects.create_user(username="ann", email="ann@example.com", first_name="Ann")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        User.objects.create_user(username="bob", email="bob@example.com")
+        raise RuntimeError("signup failed later on")
+
+    messages = list(Message.objects.all())
+    assert [(m.event_type.key, m.to_email, m.subject) for m in messages] == [
+        ("user.registered", "ann@example.com", "Welcome, Ann!")
+    ]
