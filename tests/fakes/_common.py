@@ -1,0 +1,104 @@
+"""Shared helpers for the fake servers: per-recipient mode scripts and polling."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from email.utils import getaddresses
+from typing import Any
+
+
+def addr_spec(address: str) -> str:
+    """Return the lower-cased bare addr-spec of ``"Name <a@b>"`` / ``"<a@b>"`` / ``"a@b"``."""
+    parsed = getaddresses([address])
+    if parsed and parsed[0][1]:
+        return parsed[0][1].strip().lower()
+    return address.strip().strip("<>").lower()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Ask the OS for a currently unused TCP port on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate()`` until it returns something truthy or ``timeout`` seconds pass.
+
+    Returns the last value of ``predicate()``: truthy on success, falsy on timeout, so
+    ``assert fake.wait_for(lambda: len(fake.accepted) == 3)`` reads naturally.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+class ModeScripts:
+    """Thread-safe per-recipient queues of modes.
+
+    ``next_mode(addr)`` returns, in order of precedence: the global mode if one is set
+    (scripts are then *not* consumed), else the next unconsumed scripted mode for the
+    recipient, else ``default_mode``.
+    """
+
+    def __init__(self, default_mode: str, validate: Callable[[str], str]):
+        self._lock = threading.Lock()
+        self._validate = validate
+        self._scripts: dict[str, list[str]] = {}
+        self._initial_default = validate(default_mode)
+        self.default_mode = self._initial_default
+        self.global_mode: str | None = None
+
+    def script(self, address: str, modes: str | Iterable[str]) -> None:
+        if isinstance(modes, str):
+            modes = [modes]
+        checked = [self._validate(str(m)) for m in modes]
+        with self._lock:
+            self._scripts[addr_spec(address)] = checked
+
+    def set_global_mode(self, mode: str | None) -> None:
+        mode = None if mode is None else self._validate(str(mode))
+        with self._lock:
+            self.global_mode = mode
+
+    def set_default_mode(self, mode: str) -> None:
+        mode = self._validate(str(mode))
+        with self._lock:
+            self.default_mode = mode
+
+    def remaining(self, address: str) -> list[str]:
+        with self._lock:
+            return list(self._scripts.get(addr_spec(address), []))
+
+    def next_mode(self, address: str) -> str:
+        key = addr_spec(address)
+        with self._lock:
+            if self.global_mode is not None:
+                return self.global_mode
+            queue = self._scripts.get(key)
+            if queue:
+                return queue.pop(0)
+            return self.default_mode
+
+    def reset(self) -> None:
+        with self._lock:
+            self._scripts.clear()
+            self.global_mode = None
+            self.default_mode = self._initial_default
+
+
+def parse_seconds(mode: str, prefix: str) -> float:
+    """``parse_seconds("hang:2.5", "hang")`` -> 2.5 (raises ValueError if malformed)."""
+    head, _, tail = mode.partition(":")
+    if head != prefix or not tail:
+        raise ValueError(f"mode {mode!r} must look like '{prefix}:<seconds>'")
+    seconds = float(tail)
+    if seconds < 0:
+        raise ValueError(f"mode {mode!r}: seconds must be >= 0")
+    return seconds

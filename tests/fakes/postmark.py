@@ -1,0 +1,546 @@
+"""A fake Postmark HTTP API for end-to-end tests.
+
+The fake runs a ``ThreadingHTTPServer`` on ``127.0.0.1`` (ephemeral port) in a daemon
+thread of the test process. Point worker processes at it with::
+
+    ANYMAIL_POSTMARK_API_URL=<fake.url>          # "http://127.0.0.1:<port>/"
+    ANYMAIL_POSTMARK_SERVER_TOKEN=<fake.server_token>
+
+Endpoints (what django-anymail 15.2's Postmark backend calls,
+see ``anymail/backends/postmark.py`` ``PostmarkPayload.get_api_endpoint``):
+
+* ``POST /email``                 - one message (plain send; all "To" in one message)
+* ``POST /email/batch``           - JSON *list* of messages; anymail uses it when the
+  message has ``merge_metadata`` / ``merge_headers`` (``is_batch()``), one entry per "To"
+* ``POST /email/withTemplate/``   - like ``/email`` (templates are not rendered)
+* ``POST /email/batchWithTemplates`` - ``{"Messages": [...]}``
+(``/email/bulk`` is only used with ``POSTMARK_USE_BULK_API`` and is not supported.)
+
+Every request must carry ``X-Postmark-Server-Token: <server_token>``; otherwise the
+answer is HTTP 401 ``{"ErrorCode": 10, ...}`` (no script is consumed, mode recorded as
+``"bad-token"``).
+
+Behaviour is scripted per recipient (the first "To" addr-spec of each message,
+lower-cased; falls back to the first Cc/Bcc)::
+
+    fake.script("a@example.com", ["503", "429:2", "200"])
+
+Each message for that recipient consumes the next mode; when the script is exhausted
+``fake.default_mode`` (initially ``"200"``) applies. ``fake.set_global_mode(mode)``
+overrides everything (scripts are not consumed while it is set; ``None`` clears it).
+
+Modes and what anymail 15.2 does with them (verified in ``tests/test_fakes.py``):
+
+``"200"``
+    HTTP 200 ``{"To", "SubmittedAt", "MessageID": <uuid>, "ErrorCode": 0, "Message": "OK"}``.
+    anymail: ``message.anymail_status.status == {"sent"}``, ``.message_id`` == MessageID.
+``"422"``
+    HTTP 422 ``{"ErrorCode": 300, "Message": "Invalid 'To' address: '<addr>'."}`` - the
+    permanent "invalid recipient" rejection. anymail does NOT raise in ``raise_for_status``
+    for 422; it parses the body, marks that recipient ``"invalid"`` and, if *all*
+    recipients are invalid/rejected, raises ``anymail.exceptions.AnymailRecipientsRefused``
+    (subclass of ``AnymailError``, *not* of ``AnymailAPIError``/``requests.HTTPError``;
+    ``exc.status_code is None``, ``exc.response.status_code == 422``,
+    ``exc.email_message.anymail_status.recipients[addr].status == "invalid"``).
+    If the message has other "To" recipients, they get status ``"unknown"`` and nothing
+    is raised (Postmark itself rejects the whole message). With
+    ``ANYMAIL["IGNORE_RECIPIENT_STATUS"] = True`` nothing is raised either.
+    In ``/email/batch`` Postmark answers HTTP 200 with a per-message ErrorCode 300 entry
+    instead; the fake does the same.
+``"406"``
+    HTTP 422 ``{"ErrorCode": 406, "Message": "...Found inactive addresses: <addr>.
+    Inactive recipients..."}`` (suppressed recipient). anymail: status ``"rejected"`` ->
+    ``AnymailRecipientsRefused`` as for ``"422"``.
+``"401"``
+    HTTP 401 ``{"ErrorCode": 10, ...}`` -> ``AnymailRequestsAPIError``, ``status_code`` 401.
+``"429"`` / ``"429:<seconds>"``
+    HTTP 429 ``{"ErrorCode": 429, ...}`` with ``Retry-After: <seconds>`` (header omitted
+    for bare ``"429"``) -> ``AnymailRequestsAPIError`` with ``status_code == 429`` and
+    ``exc.response.headers["Retry-After"] == "<seconds>"`` (a string).
+``"500"``, ``"503"``, any other 3-digit code >= 400
+    HTTP <code> with a JSON ``{"Message": ...}`` body -> ``AnymailRequestsAPIError``
+    (subclass of ``AnymailAPIError`` and ``requests.HTTPError``), ``status_code`` = code,
+    ``exc.response`` is the ``requests.Response``.
+``"hang:<seconds>"``
+    Read the whole request, sleep, then try to answer 200 (record ``write_ok``). The
+    message counts as *delivered* (Postmark processed it) but not as *accepted* (the
+    client normally timed out first). With a client timeout shorter than the hang anymail
+    raises a dynamic class named ``AnymailRequestsAPIError`` that subclasses both
+    ``anymail.exceptions.AnymailRequestsAPIError`` and ``requests.exceptions.ReadTimeout``;
+    ``exc.__cause__`` is the ``requests.exceptions.ReadTimeout``; ``exc.response`` and
+    ``exc.status_code`` are ``None``.
+``"reset"``
+    Read the whole request, then close the socket with ``SO_LINGER`` 0 (TCP RST, no
+    response). anymail raises the dynamic ``AnymailRequestsAPIError`` subclassing
+    ``requests.exceptions.ConnectionError``; ``exc.__cause__`` is the
+    ``requests.exceptions.ConnectionError`` (whose ``args[0]`` is urllib3's
+    ``ProtocolError('Connection aborted.', ConnectionResetError(104, ...))``);
+    ``exc.response``/``exc.status_code`` are ``None``.
+
+Records (thread-safe snapshots): ``fake.requests`` (one :class:`PostmarkRequest` per
+message, so a batch call gives several), ``fake.accepted`` (answered 200 in mode "200"),
+``fake.delivered`` (accepted + completed hangs: what Postmark would actually send).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import getaddresses
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from ._common import ModeScripts, addr_spec, parse_seconds, wait_for
+
+__all__ = ["FakePostmark", "PostmarkRequest"]
+
+SINGLE_ENDPOINTS = {"/email", "/email/withtemplate"}
+BATCH_ENDPOINTS = {"/email/batch", "/email/batchwithtemplates"}
+# modes answered per message (in a batch they become per-message entries of a 200 answer)
+MESSAGE_LEVEL_MODES = {"200", "422", "406"}
+
+_ERROR_TEXT = {
+    401: {"ErrorCode": 10, "Message": "Request does not contain a valid Server token."},
+    429: {"ErrorCode": 429, "Message": "Rate limit exceeded, please slow down."},
+    500: {"Message": "Internal Server Error"},
+    503: {"Message": "Service Unavailable: Postmark API is offline for maintenance."},
+}
+
+
+def validate_mode(mode: str) -> str:
+    mode = str(mode).strip()
+    if mode == "reset" or mode in MESSAGE_LEVEL_MODES or mode == "429":
+        return mode
+    if mode.startswith("hang:"):
+        parse_seconds(mode, "hang")
+        return mode
+    if mode.startswith("429:"):
+        parse_seconds(mode, "429")
+        return mode
+    if len(mode) == 3 and mode.isdigit() and int(mode) >= 400:
+        return mode
+    raise ValueError(
+        f"unknown FakePostmark mode {mode!r}; use 200, 422, 406, 401, 500, 503, <code>, "
+        "429, 429:<s>, hang:<s>, reset"
+    )
+
+
+@dataclass
+class PostmarkRequest:
+    """One message received by the fake (a batch request yields several)."""
+
+    seq: int
+    path: str
+    recipient: str  # lower-cased addr-spec the script was looked up by
+    mode: str  # mode applied to this message ("bad-token" when the token was wrong)
+    data: dict[str, Any]  # this message's Postmark JSON
+    http_headers: dict[str, str]  # request HTTP headers
+    headers: dict[str, str]  # message headers from the JSON "Headers" list
+    message_id: str | None  # value of the "Message-ID" message header, if any
+    time: float  # time.time() when the request body was read
+    status: int | None = None  # HTTP status answered (None: reset / not answered yet)
+    error_code: int | None = None  # Postmark ErrorCode for this message
+    postmark_message_id: str | None = None  # "MessageID" we answered with (200 / hang)
+    write_ok: bool | None = None  # whether writing the answer raised no error
+    to: list[str] = field(default_factory=list)  # all "To" addr-specs
+
+    @property
+    def subject(self) -> str | None:
+        return self.data.get("Subject")
+
+    @property
+    def accepted(self) -> bool:
+        """Answered 200/ErrorCode 0 in normal mode: the client was told it was sent."""
+        return self.mode == "200" and self.status == 200 and self.error_code == 0
+
+    @property
+    def delivered(self) -> bool:
+        """Postmark would have sent it (accepted, or a hang that finished its sleep)."""
+        return self.accepted or (
+            self.mode.startswith("hang:") and self.status == 200 and self.error_code == 0
+        )
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    fake: FakePostmark
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # idle keep-alive connections are dropped after this
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.fake._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass
+        finally:
+            self.server.fake._track(self.connection, add=False)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.server.fake._handle(self)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.server.fake._send_json(self, 404, {"ErrorCode": 404, "Message": "Not found"})
+
+
+class FakePostmark:
+    """Fake Postmark API server. See the module docstring for modes and anymail behaviour.
+
+    Public API: ``start()``, ``stop()``, context manager, ``url``, ``host``, ``port``,
+    ``server_token``, ``default_mode`` (settable), ``script(addr, modes)``,
+    ``remaining(addr)``, ``set_global_mode(mode | None)``, ``reset()``, ``requests``,
+    ``accepted``, ``delivered``, ``requests_for(addr)``, ``accepted_for(addr)``,
+    ``delivered_for(addr)``, ``count_accepted_by_message_id()``,
+    ``count_delivered_by_message_id()``, ``wait_for(predicate, timeout)``.
+    """
+
+    def __init__(self, server_token: str = "test-server-token", host: str = "127.0.0.1"):
+        self.server_token = server_token
+        self.host = host
+        self.port: int | None = None
+        self._scripts = ModeScripts("200", validate_mode)
+        self._lock = threading.Lock()
+        self._records: list[PostmarkRequest] = []
+        self._seq = 0
+        self._conns: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> FakePostmark:
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        server = _Server((self.host, 0), _Handler)
+        server.fake = self
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"FakePostmark:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()  # wakes up hanging handlers
+        server.shutdown()
+        server.server_close()
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:  # unblock handlers waiting on idle keep-alive connections
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakePostmark:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("FakePostmark is not started")
+        return f"http://{self.host}:{self.port}/"
+
+    # -- scripting ------------------------------------------------------------------
+
+    @property
+    def default_mode(self) -> str:
+        return self._scripts.default_mode
+
+    @default_mode.setter
+    def default_mode(self, mode: str) -> None:
+        self._scripts.set_default_mode(mode)
+
+    def script(self, address: str, modes: str | Iterable[str]) -> None:
+        """Replace the mode script for ``address`` (modes are consumed one per message)."""
+        self._scripts.script(address, modes)
+
+    def remaining(self, address: str) -> list[str]:
+        """Not yet consumed scripted modes for ``address``."""
+        return self._scripts.remaining(address)
+
+    def set_global_mode(self, mode: str | None) -> None:
+        """Give every message this mode (e.g. ``"503"`` for an outage); ``None`` clears."""
+        self._scripts.set_global_mode(mode)
+
+    def reset(self) -> None:
+        """Forget scripts, global mode, default mode and all records."""
+        self._scripts.reset()
+        with self._lock:
+            self._records.clear()
+
+    # -- records --------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[PostmarkRequest]:
+        with self._lock:
+            return list(self._records)
+
+    @property
+    def accepted(self) -> list[PostmarkRequest]:
+        return [r for r in self.requests if r.accepted]
+
+    @property
+    def delivered(self) -> list[PostmarkRequest]:
+        return [r for r in self.requests if r.delivered]
+
+    def requests_for(self, address: str) -> list[PostmarkRequest]:
+        key = addr_spec(address)
+        return [r for r in self.requests if r.recipient == key or key in r.to]
+
+    def accepted_for(self, address: str) -> list[PostmarkRequest]:
+        return [r for r in self.requests_for(address) if r.accepted]
+
+    def delivered_for(self, address: str) -> list[PostmarkRequest]:
+        return [r for r in self.requests_for(address) if r.delivered]
+
+    def count_accepted_by_message_id(self) -> Counter[str]:
+        """Counter of accepted messages keyed by their Message-ID header (None skipped)."""
+        return Counter(r.message_id for r in self.accepted if r.message_id is not None)
+
+    def count_delivered_by_message_id(self) -> Counter[str]:
+        return Counter(r.message_id for r in self.delivered if r.message_id is not None)
+
+    def wait_for(
+        self, predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02
+    ) -> Any:
+        """Poll ``predicate()``; return its last value (falsy if ``timeout`` ran out)."""
+        return wait_for(predicate, timeout, interval)
+
+    # -- request handling -----------------------------------------------------------
+
+    def _track(self, conn: socket.socket, add: bool) -> None:
+        with self._lock:
+            if add:
+                self._conns.add(conn)
+            else:
+                self._conns.discard(conn)
+
+    def _record(self, **kwargs: Any) -> PostmarkRequest:
+        with self._lock:
+            self._seq += 1
+            rec = PostmarkRequest(seq=self._seq, **kwargs)
+            self._records.append(rec)
+            return rec
+
+    def _update(self, recs: list[PostmarkRequest], **kwargs: Any) -> None:
+        with self._lock:
+            for rec in recs:
+                for key, value in kwargs.items():
+                    setattr(rec, key, value)
+
+    @staticmethod
+    def _send_json(
+        handler: _Handler,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+    ) -> bool:
+        payload = json.dumps(body).encode()
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(payload)))
+            for name, value in (headers or {}).items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(payload)
+            handler.wfile.flush()
+            return True
+        except OSError:
+            handler.close_connection = True
+            return False
+
+    @staticmethod
+    def _message_recipients(msg: dict[str, Any]) -> tuple[str, list[str]]:
+        to = [addr_spec(a) for a in _split(msg.get("To"))]
+        others = [addr_spec(a) for a in _split(msg.get("Cc")) + _split(msg.get("Bcc"))]
+        first = (to or others or [""])[0]
+        return first, to
+
+    def _handle(self, handler: _Handler) -> None:
+        received_at = time.time()
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        path = handler.path.split("?", 1)[0].rstrip("/").lower()
+        http_headers = {k: v for k, v in handler.headers.items()}
+
+        if path not in SINGLE_ENDPOINTS | BATCH_ENDPOINTS:
+            self._send_json(handler, 404, {"ErrorCode": 404, "Message": f"No route {path}"})
+            return
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            self._send_json(handler, 422, {"ErrorCode": 402, "Message": "Invalid JSON"})
+            return
+        if path in SINGLE_ENDPOINTS:
+            messages = [body] if isinstance(body, dict) else []
+        elif isinstance(body, dict):
+            messages = body.get("Messages") or []
+        else:
+            messages = body if isinstance(body, list) else []
+        if not messages or not all(isinstance(m, dict) for m in messages):
+            self._send_json(handler, 422, {"ErrorCode": 402, "Message": "Invalid JSON"})
+            return
+
+        token_ok = handler.headers.get("X-Postmark-Server-Token") == self.server_token
+        recs: list[PostmarkRequest] = []
+        for msg in messages:
+            recipient, to = self._message_recipients(msg)
+            mode = self._scripts.next_mode(recipient) if token_ok else "bad-token"
+            msg_headers = {
+                str(h.get("Name")): str(h.get("Value"))
+                for h in msg.get("Headers") or []
+                if isinstance(h, dict)
+            }
+            message_id = next(
+                (v for k, v in msg_headers.items() if k.lower() == "message-id"), None
+            )
+            recs.append(
+                self._record(
+                    path=path,
+                    recipient=recipient,
+                    mode=mode,
+                    data=msg,
+                    http_headers=http_headers,
+                    headers=msg_headers,
+                    message_id=message_id,
+                    time=received_at,
+                    to=to,
+                )
+            )
+
+        # Records are completed *before* the answer is written, so a client that has seen
+        # the answer always finds the matching record; only write_ok is filled in after.
+        if not token_ok:
+            self._update(recs, status=401, error_code=10)
+            ok = self._send_json(handler, 401, _ERROR_TEXT[401])
+            self._update(recs, write_ok=ok)
+            return
+
+        # the first request-level mode (anything but 200/422/406) decides the HTTP answer
+        request_mode = next((r.mode for r in recs if r.mode not in MESSAGE_LEVEL_MODES), None)
+        if request_mode is None:
+            self._answer_messages(handler, path, recs, status_override=None)
+        elif request_mode == "reset":
+            self._update(recs, status=None, write_ok=False)
+            self._reset_connection(handler)
+        elif request_mode.startswith("hang:"):
+            self._stopping.wait(parse_seconds(request_mode, "hang"))
+            if self._stopping.is_set():
+                self._update(recs, write_ok=False)
+                handler.close_connection = True
+                return
+            handler.close_connection = True
+            self._answer_messages(handler, path, recs, status_override=200)
+        else:
+            if request_mode.startswith("429"):
+                code = 429
+                retry = request_mode.partition(":")[2]
+                extra = {"Retry-After": retry} if retry else {}
+            else:
+                code, extra = int(request_mode), {}
+            body = _ERROR_TEXT.get(code, {"Message": f"Scripted HTTP {code}"})
+            self._update(recs, status=code, error_code=body.get("ErrorCode"))
+            ok = self._send_json(handler, code, body, extra)
+            self._update(recs, write_ok=ok)
+
+    def _answer_messages(
+        self,
+        handler: _Handler,
+        path: str,
+        recs: list[PostmarkRequest],
+        status_override: int | None,
+    ) -> None:
+        results = []
+        for rec in recs:
+            mode = "200" if status_override == 200 else rec.mode
+            if mode == "422":
+                addr = rec.to[0] if rec.to else rec.recipient
+                result = {"ErrorCode": 300, "Message": f"Invalid 'To' address: '{addr}'."}
+            elif mode == "406":
+                result = {
+                    "ErrorCode": 406,
+                    "Message": (
+                        "You tried to send to recipient(s) that have been marked as "
+                        f"inactive. Found inactive addresses: {rec.recipient}. Inactive "
+                        "recipients are ones that have generated a hard bounce, a spam "
+                        "complaint, or a manual suppression. "
+                    ),
+                }
+            else:
+                result = {
+                    "To": rec.data.get("To", ""),
+                    "SubmittedAt": datetime.now(UTC).isoformat(),
+                    "MessageID": str(uuid.uuid4()),
+                    "ErrorCode": 0,
+                    "Message": "OK",
+                }
+            results.append(result)
+
+        if path in SINGLE_ENDPOINTS:
+            status = 200 if results[0]["ErrorCode"] == 0 else 422
+            body: Any = results[0]
+        else:
+            status, body = 200, results
+        for rec, result in zip(recs, results, strict=True):
+            self._update(
+                [rec],
+                status=status,
+                error_code=result["ErrorCode"],
+                postmark_message_id=result.get("MessageID"),
+            )
+        ok = self._send_json(handler, status, body)
+        self._update(recs, write_ok=ok)
+
+    @staticmethod
+    def _reset_connection(handler: _Handler) -> None:
+        handler.close_connection = True
+        conn = handler.connection
+        try:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        conn.close()  # with linger 0 this sends a TCP RST instead of a FIN
+
+
+def _split(value: Any) -> list[str]:
+    if not value:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [f"{name} <{addr}>" if name else addr for name, addr in getaddresses([str(value)])]
