@@ -23,7 +23,7 @@ class DeliveryAttemptInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = ("number", "started_at", "duration_ms", "outcome", "error_class", "error_code",
-              "error_message", "provider_message_id")
+              "error_message", "provider_message_id", "worker")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
+import socket
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -183,6 +185,10 @@ def _reset_connection(backend: Any) -> None:
         logger.debug("reopening the email connection failed", exc_info=True)
 
 
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:100]
+
+
 # --- recording ------------------------------------------------------------------------------------
 
 @dataclass
@@ -199,7 +205,8 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     cap = settings.NOTIFY["RETRY_CAP_SECONDS"]
     delay = random.uniform(0, min(cap, base * 2 ** max(0, attempts - 1)))
     if retry_after is not None:
-        delay = max(delay, min(retry_after, cap))
+        # The provider said when: honour it even above our cap (bounded to a day against junk).
+        delay = max(delay, min(retry_after, 86400.0))
     return delay
 
 
@@ -231,6 +238,7 @@ def record_outcomes(outcomes: Sequence[Outcome], token: UUID) -> DrainReport:
                     error_class=result.error_class[:200], error_code=result.error_code[:40],
                     error_message=result.error_message,
                     provider_message_id=result.provider_message_id[:200],
+                    worker=_worker_name(),
                 )
             )
         DeliveryAttempt.objects.bulk_create(attempt_rows)

@@ -165,6 +165,7 @@ class DeliveryAttempt(models.Model):
     error_code = models.CharField(max_length=40, blank=True)
     error_message = models.TextField(blank=True)
     provider_message_id = models.CharField(max_length=200, blank=True)
+    worker = models.CharField(max_length=100, blank=True, help_text="host:pid that sent it")
 
     class Meta:
         ordering = ["message", "number", "id"]

@@ -1,0 +1,243 @@
+"""The drain, run in-process against a fake Postmark on 127.0.0.1 through Anymail's real backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from notifications.delivery import claim_batch, drain_lane, message_id_for
+from notifications.models import DeliveryAttempt, LaneState, Message, Status
+from notifications.services import notify
+from notifications.sweeper import sweep_lane
+from tests.fakes.postmark import FakePostmark
+
+ORDER = {"order_id": 7, "total": "$5", "items": [{"name": "Tea", "qty": 1}]}
+
+pytestmark = pytest.mark.usefixtures("demo", "no_wakeups")
+
+
+@pytest.fixture
+def postmark(settings: Any) -> Iterator[FakePostmark]:
+    with FakePostmark() as fake:
+        settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+        settings.ANYMAIL = {
+            "POSTMARK_SERVER_TOKEN": fake.server_token,
+            "POSTMARK_API_URL": fake.url,
+            "REQUESTS_TIMEOUT": 0.5,
+        }
+        settings.NOTIFY = {
+            **settings.NOTIFY, "RETRY_BASE_SECONDS": 0.0, "RETRY_CAP_SECONDS": 0.0,
+            "BREAKER_PAUSE_SECONDS": 0.2,
+        }
+        yield fake
+
+
+def order(to: str, **kw: Any) -> Message:
+    return notify(event="order.placed", to=to, data=ORDER, **kw)
+
+
+def drain(budget: float = 0.0) -> Any:
+    return drain_lane("transactional", budget=budget if budget else 5.0)
+
+
+def test_it_sends_through_anymail_with_a_stable_message_id_and_metadata(
+    postmark: FakePostmark,
+) -> None:
+    message = order("ann@example.com")
+
+    report = drain()
+
+    message.refresh_from_db()
+    assert (message.status, message.attempts, report.sent) == (Status.SENT, 1, 1)
+    [received] = postmark.accepted
+    assert received.message_id == message_id_for(message.pk)
+    metadata = {"notification_id": str(message.pk), "event": "order.placed"}
+    assert received.data["Metadata"] == metadata
+    assert received.data["Tag"] == "order.placed"
+    assert message.provider_message_id == received.postmark_message_id
+    [attempt] = message.delivery_attempts.all()
+    assert (attempt.outcome, attempt.number) == ("sent", 1)
+
+
+def test_it_sends_the_most_urgent_first(outbox: list[Any]) -> None:
+    order("second@example.com")
+    notify(event="password.reset", to="first@example.com", data={"reset_url": "https://x.io/r"})
+    order("third@example.com")
+
+    drain_lane("transactional", budget=5.0, batch_size=1)
+
+    assert [m.to for m in outbox] == [["first@example.com"], ["second@example.com"],
+                                      ["third@example.com"]]
+
+
+def test_it_retries_transient_errors_then_sends(postmark: FakePostmark) -> None:
+    postmark.script("ann@example.com", ["503", "500"])
+    message = order("ann@example.com")
+
+    drain(budget=3.0)
+
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == (Status.SENT, 3)
+    outcomes = list(message.delivery_attempts.values_list("outcome", "error_code"))
+    assert outcomes == [("transient", "503"), ("transient", "500"), ("sent", "")]
+    assert postmark.count_accepted_by_message_id() == {message_id_for(message.pk): 1}
+
+
+def test_it_waits_at_least_retry_after(postmark: FakePostmark) -> None:
+    postmark.script("ann@example.com", ["429:120"])
+    message = order("ann@example.com")
+    before = timezone.now()
+
+    drain(budget=0.5)
+
+    message.refresh_from_db()
+    assert message.status == Status.RETRY
+    assert message.next_attempt_at >= before + timedelta(seconds=120)
+    assert "429" in message.last_error
+
+
+def test_it_dead_letters_a_permanent_rejection_at_once(postmark: FakePostmark) -> None:
+    postmark.script("ann@example.com", ["422"])
+    message = order("ann@example.com")
+
+    drain()
+
+    message.refresh_from_db()
+    assert (message.status, message.dead_reason, message.attempts) == (
+        Status.DEAD, "permanent_error", 1)
+    assert "AnymailRecipientsRefused" in message.last_error
+
+
+def test_it_dead_letters_after_max_attempts(postmark: FakePostmark) -> None:
+    postmark.script("ann@example.com", ["503"] * 10)
+    message = order("ann@example.com")  # order.placed allows 8 attempts
+
+    drain(budget=4.0)
+
+    message.refresh_from_db()
+    assert (message.status, message.dead_reason, message.attempts) == (
+        Status.DEAD, "max_attempts", 8)
+    assert message.delivery_attempts.count() == 8
+    assert postmark.accepted == []
+
+
+def test_it_dead_letters_an_expired_message_without_sending_it(postmark: FakePostmark) -> None:
+    message = notify(event="password.reset", to="ann@example.com",
+                     data={"reset_url": "https://x.io/r"})
+    Message.objects.filter(pk=message.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    drain()
+
+    message.refresh_from_db()
+    assert (message.status, message.dead_reason) == (Status.DEAD, "expired")
+    assert postmark.requests == []
+
+
+def test_it_records_a_timeout_as_unknown_and_retries_with_the_same_message_id(
+    postmark: FakePostmark,
+) -> None:
+    postmark.script("ann@example.com", ["hang:1.5"])
+    message = order("ann@example.com")
+
+    drain(budget=3.0)
+
+    message.refresh_from_db()
+    assert message.status == Status.SENT
+    outcomes = list(message.delivery_attempts.values_list("outcome", flat=True))
+    assert outcomes == ["unknown", "sent"]
+    ids = {r.message_id for r in postmark.requests_for("ann@example.com")}
+    assert ids == {message_id_for(message.pk)}  # a provider can dedupe the retry
+
+
+def test_it_treats_a_connection_reset_as_unknown(postmark: FakePostmark) -> None:
+    postmark.script("ann@example.com", ["reset"])
+    message = order("ann@example.com")
+
+    drain(budget=3.0)
+
+    message.refresh_from_db()
+    assert message.status == Status.SENT
+    assert list(message.delivery_attempts.values_list("outcome", flat=True)) == ["unknown", "sent"]
+
+
+def test_it_stops_burning_attempts_while_the_provider_is_down(postmark: FakePostmark) -> None:
+    postmark.set_global_mode("503")
+    messages = [order(f"u{n}@example.com") for n in range(12)]
+
+    drain_lane("transactional", budget=0.1)
+
+    rows = Message.objects.filter(pk__in=[m.pk for m in messages])
+    tried = rows.filter(attempts=1).count()
+    untouched = rows.filter(attempts=0, status=Status.RETRY).count()
+    assert (tried, untouched) == (5, 7)  # breaker opened after 5 failures in a row
+    assert "circuit breaker" in rows.filter(attempts=0).first().last_error
+
+
+def test_two_claims_never_share_a_message(outbox: list[Any]) -> None:
+    for n in range(5):
+        order(f"u{n}@example.com")
+
+    first = claim_batch("transactional", 3)
+    second = claim_batch("transactional", 3)
+
+    assert len(first) == 3 and len(second) == 2
+    assert not {m.pk for m in first} & {m.pk for m in second}
+    assert claim_batch("transactional", 3) == []
+
+
+def test_the_sweeper_requeues_an_expired_lease_and_wakes_the_lane(
+    outbox: list[Any], no_wakeups: list[str]
+) -> None:
+    message = order("ann@example.com")
+    [claimed] = claim_batch("transactional", 10)
+    Message.objects.filter(pk=claimed.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    LaneState.objects.filter(lane="transactional").update(wake_pending=True)  # the lost task
+    no_wakeups.clear()
+
+    report = sweep_lane("transactional")
+
+    message.refresh_from_db()
+    assert (report.requeued, message.status, message.attempts) == (1, Status.RETRY, 1)
+    assert no_wakeups == ["transactional"]
+    attempt = DeliveryAttempt.objects.get(message=message)
+    assert attempt.outcome == "lease_expired"
+
+    drain()
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == (Status.SENT, 2)
+    assert len(outbox) == 1
+
+
+def test_the_sweeper_dead_letters_a_lost_last_attempt(outbox: list[Any]) -> None:
+    message = order("ann@example.com")
+    Message.objects.filter(pk=message.pk).update(attempts=7)
+    claim_batch("transactional", 10)
+    Message.objects.filter(pk=message.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+
+    sweep_lane("transactional")
+
+    message.refresh_from_db()
+    assert (message.status, message.dead_reason) == (Status.DEAD, "max_attempts")
+
+
+def test_a_late_worker_cannot_overwrite_a_message_the_sweeper_took_back(outbox: list[Any]) -> None:
+    from notifications.delivery import Outcome, record_outcomes
+    from notifications.errors import SENT, SendResult
+
+    message = order("ann@example.com")
+    [claimed] = claim_batch("transactional", 10)
+    Message.objects.filter(pk=message.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    sweep_lane("transactional")
+    [reclaimed] = claim_batch("transactional", 10)
+
+    stale = record_outcomes([Outcome(claimed, SendResult(SENT), timezone.now(), 1)],
+                            claimed.lease_token)
+
+    assert stale.sent == 0
+    message.refresh_from_db()
+    assert message.status == Status.PROCESSING
+    assert message.lease_token == reclaimed.lease_token
