@@ -284,29 +284,67 @@ def release(messages: Sequence[Message], token: UUID, *, delay: float, reason: s
 
 # --- the drain loop -------------------------------------------------------------------------------
 
+# Messages handed to a batch-capable backend (`send_each`, e.g. the pipelined SMTP backend) at a
+# time: large enough to amortise the round trips, small enough for the breaker to react.
+SEND_CHUNK = 50
+
+
+def send_chunk(backend: Any, messages: Sequence[Message]) -> list[SendResult | None]:
+    """Send `messages`; one SendResult each, or None where a message was never attempted."""
+    send_each = getattr(backend, "send_each", None)
+    if send_each is None:
+        return [send_one(backend, m) for m in messages]
+    emails = [build_email(m) for m in messages]
+    try:
+        errors = send_each(emails)
+    except Exception as exc:  # e.g. the connection could not be opened: nothing went out
+        _reset_connection(backend)
+        return [classify(exc)] + [None] * (len(messages) - 1)
+    results: list[SendResult | None] = []
+    for message, error in zip(messages, errors, strict=True):
+        if error is None:
+            results.append(SendResult(SENT, provider_message_id=message_id_for(message.pk)))
+        elif getattr(error, "not_attempted", False) or type(error).__name__ == "NotAttempted":
+            results.append(None)
+        else:
+            results.append(classify(error))
+    return results
+
+
 def process_batch(backend: Any, batch: list[Message], breaker: Breaker) -> DrainReport:
     """Send one claimed batch and record the outcomes. Expired messages are not sent."""
     token = batch[0].lease_token
     now = timezone.now()
     outcomes: list[Outcome] = []
-    untried: list[Message] = []
-    for index, message in enumerate(batch):
+    live: list[Message] = []
+    for message in batch:
         if message.expires_at is not None and message.expires_at <= now:
             expired = SendResult(EXPIRED, error_message="expired before it could be sent")
             outcomes.append(Outcome(message, expired, now, 0))
-            continue
+        else:
+            live.append(message)
+    chunk = SEND_CHUNK if hasattr(backend, "send_each") else 1
+    untried: list[Message] = []
+    never_sent: list[Message] = []
+    for start in range(0, len(live), chunk):
         if breaker.open:
-            untried = batch[index:]
+            untried = live[start:]
             break
+        part = live[start:start + chunk]
         started, t0 = timezone.now(), time.monotonic()
-        result = send_one(backend, message)
-        breaker.record(result.outcome != SENT and result.retryable)
-        outcomes.append(Outcome(message, result, started, int((time.monotonic() - t0) * 1000)))
+        results = send_chunk(backend, part)
+        each_ms = int((time.monotonic() - t0) * 1000 / len(part))
+        for message, result in zip(part, results, strict=True):
+            if result is None:
+                never_sent.append(message)
+                continue
+            breaker.record(result.outcome != SENT and result.retryable)
+            outcomes.append(Outcome(message, result, started, each_ms))
     report = record_outcomes(outcomes, token)
     report.released = release(
         untried, token, delay=settings.NOTIFY["BREAKER_PAUSE_SECONDS"],
         reason="provider failing: handed back untried (circuit breaker)",
-    )
+    ) + release(never_sent, token, delay=0, reason="connection lost before sending: requeued")
     return report
 
 

@@ -1,0 +1,110 @@
+"""End to end over SMTP: real qcluster processes -> Django's SMTP backend -> local aiosmtpd."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notifications.delivery import message_id_for
+from notifications.models import DeliveryAttempt
+from notifications.services import notify, notify_many
+from tests.e2e.conftest import wait_final
+from tests.fakes.smtp import FakeSMTP
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("demo")]
+
+ORDER = {"order_id": 1, "total": "$1", "items": [{"name": "Tea", "qty": 1}]}
+
+
+def smtp_env(fake: FakeSMTP) -> dict[str, str]:
+    return {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": fake.host,
+        "EMAIL_PORT": str(fake.port),
+        "NOTIFY_BATCH_SIZE": "50",
+        "Q_WORKERS_TRANSACTIONAL": "2",
+    }
+
+
+@pytest.fixture(scope="module")
+def smtp_module(start_cluster: Any) -> Iterator[tuple[FakeSMTP, list[Any]]]:
+    with FakeSMTP() as fake:
+        # Two clusters serve the same lane, as two hosts would in production.
+        clusters = [start_cluster("transactional", smtp_env(fake)) for _ in range(2)]
+        yield fake, clusters
+
+
+@pytest.fixture
+def smtp(smtp_module: tuple[FakeSMTP, list[Any]]) -> FakeSMTP:
+    fake, _ = smtp_module
+    fake.reset()
+    return fake
+
+
+def test_smtp_outcomes_reach_their_final_status(smtp: FakeSMTP) -> None:
+    smtp.script("greylisted@example.com", ["451"])
+    smtp.script("unknown@example.com", ["550"])
+    smtp.script("flaky@example.com", ["data:451", "data:451"])
+    smtp.script("rejected@example.com", ["data:554"])
+    addresses = ["ok@example.com", "greylisted@example.com", "unknown@example.com",
+                 "flaky@example.com", "rejected@example.com"]
+    messages = {a: notify(event="order.placed", to=a, data=ORDER) for a in addresses}
+
+    final = wait_final([m.pk for m in messages.values()], timeout=60)
+
+    def outcome(address: str) -> tuple[str, int, str]:
+        m = final[messages[address].pk]
+        return (m.status, m.attempts, m.dead_reason)
+
+    assert outcome("ok@example.com") == ("sent", 1, "")
+    assert outcome("greylisted@example.com") == ("sent", 2, "")
+    assert outcome("unknown@example.com") == ("dead", 1, "permanent_error")
+    assert outcome("flaky@example.com") == ("sent", 3, "")
+    assert outcome("rejected@example.com") == ("dead", 1, "permanent_error")
+    assert "550" in final[messages["unknown@example.com"].pk].last_error
+    received = smtp.count_by_message_id()
+    for m in final.values():
+        assert received[message_id_for(m.pk)] == (1 if m.status == "sent" else 0), m.to_email
+    [email] = smtp.received_for("ok@example.com")
+    assert email.subject == "Order 1 confirmed"
+    assert email.message["X-Notification-Id"] == str(messages["ok@example.com"].pk)
+
+
+def _cluster_of(pid: int, roots: set[int]) -> int | None:
+    """Walk /proc parent links from a worker pid up to one of the cluster main pids."""
+    while pid > 1:
+        if pid in roots:
+            return pid
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            return None
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return None
+
+
+def test_two_clusters_draining_one_lane_never_send_a_message_twice(
+    smtp_module: tuple[FakeSMTP, list[Any]], smtp: FakeSMTP,
+) -> None:
+    _, clusters = smtp_module
+    results = notify_many([
+        {"event": "order.placed", "to": f"c{n}@example.com", "data": ORDER} for n in range(2000)
+    ])
+    pks = [m.pk for m in results]
+
+    final = wait_final(pks, timeout=120)
+
+    assert {m.status for m in final.values()} == {"sent"}
+    assert {m.attempts for m in final.values()} == {1}
+    received = smtp.count_by_message_id()
+    assert sum(received[message_id_for(pk)] for pk in pks) == 2000
+    assert all(received[message_id_for(pk)] == 1 for pk in pks)
+    # Both clusters really took part: their worker processes each sent some of the messages.
+    workers = DeliveryAttempt.objects.filter(message_id__in=pks).values_list("worker", flat=True)
+    roots = {c.proc.pid for c in clusters}
+    senders = {_cluster_of(int(w.rsplit(":", 1)[1]), roots) for w in set(workers)}
+    assert senders == roots
