@@ -57,6 +57,9 @@ class MessageAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None  # the list is browsable; a message is read-only
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the queue of record keeps its history; cancel instead
+
     def get_urls(self) -> list[Any]:
         custom = [
             path("stats/", self.admin_site.admin_view(self.stats_view),

@@ -33,7 +33,7 @@ E2E_NOTIFY_ENV = {
 }
 
 
-def test_database_url() -> str:
+def cluster_database_url() -> str:
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{Path(db['NAME']).resolve()}"
@@ -52,7 +52,7 @@ class Cluster:
 
     def start(self) -> Cluster:
         env = {**os.environ, **E2E_NOTIFY_ENV, **self.env,
-               "Q_CLUSTER_NAME": self.lane, "DATABASE_URL": test_database_url()}
+               "Q_CLUSTER_NAME": self.lane, "DATABASE_URL": cluster_database_url()}
         log = open(self.log_path, "wb")  # noqa: SIM115 (closed with the process)
         self.proc = subprocess.Popen(
             [sys.executable, str(settings.BASE_DIR / "manage.py"), "qcluster"],

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.urls import reverse
+
+from notifications import transitions
+from notifications.delivery import claim_batch
+from notifications.models import Message, Status
+from notifications.services import notify
+
+pytestmark = pytest.mark.usefixtures("demo")
+
+ORDER = {"order_id": 1, "total": "1", "items": []}
+
+
+def dead_message(to: str = "ann@example.com") -> Message:
+    message = notify(event="order.placed", to=to, data=ORDER)
+    claim_batch("transactional", 10)
+    transitions.move("kill", transitions.ids([message.pk]), dead_reason="max_attempts",
+                     last_error="smtplib.SMTPDataError: (451, b'try later')", lease_until=None)
+    return Message.objects.get(pk=message.pk)
+
+
+def test_the_dlq_lists_only_dead_messages_with_their_reason(admin_client: Any,
+                                                            no_wakeups: list[str]) -> None:
+    dead = dead_message()
+    notify(event="order.placed", to="alive@example.com", data=ORDER)
+
+    page = admin_client.get(reverse("admin:dlq_deadletter_changelist")).content.decode()
+
+    assert "ann@example.com" in page and "alive@example.com" not in page
+    assert "max_attempts" in page and "SMTPDataError" in page
+    detail = admin_client.get(reverse("admin:dlq_deadletter_change", args=[dead.pk]))
+    assert detail.status_code == 200
+    assert "Order 1 confirmed" in detail.content.decode()
+
+
+def test_requeue_resets_the_retry_bookkeeping_and_wakes_the_lane(
+    admin_client: Any, no_wakeups: list[str], django_capture_on_commit_callbacks: Any,
+) -> None:
+    dead = dead_message()
+    no_wakeups.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            reverse("admin:dlq_deadletter_changelist"),
+            {"action": "requeue", "_selected_action": [dead.pk]}, follow=True,
+        )
+
+    assert "Requeued 1 message(s)." in response.content.decode()
+    dead.refresh_from_db()
+    assert (dead.status, dead.attempts, dead.dead_reason, dead.lease_until) == (
+        Status.PENDING, 0, "", None)
+    assert no_wakeups == ["transactional"]
+
+
+def test_requeue_leaves_messages_that_are_no_longer_dead(admin_client: Any,
+                                                        no_wakeups: list[str]) -> None:
+    dead = dead_message()
+    url = reverse("admin:dlq_deadletter_changelist")
+    admin_client.post(url, {"action": "requeue", "_selected_action": [dead.pk]})
+
+    response = admin_client.post(url, {"action": "requeue", "_selected_action": [dead.pk]},
+                                 follow=True)
+
+    assert response.status_code == 200  # nothing selected any more: an admin message, no 500
+    assert Message.objects.get(pk=dead.pk).status == Status.PENDING
+
+
+def test_queue_stats_page_and_cancel_action(admin_client: Any, no_wakeups: list[str]) -> None:
+    dead_message("bob@example.com")
+    message = notify(event="order.placed", to="ann@example.com", data=ORDER)
+
+    page = admin_client.get(reverse("admin:notifications_message_stats")).content.decode()
+    assert "transactional" in page and "bulk" in page
+
+    response = admin_client.post(
+        reverse("admin:notifications_message_changelist"),
+        {"action": "cancel_messages", "_selected_action": [message.pk]}, follow=True,
+    )
+    assert "Cancelled 1 message(s)." in response.content.decode()
+    assert Message.objects.get(pk=message.pk).status == Status.CANCELLED
+    detail = admin_client.get(reverse("admin:notifications_message_change", args=[message.pk]))
+    assert detail.status_code == 200
