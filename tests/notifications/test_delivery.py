@@ -241,3 +241,27 @@ def test_a_late_worker_cannot_overwrite_a_message_the_sweeper_took_back(outbox: 
     message.refresh_from_db()
     assert message.status == Status.PROCESSING
     assert message.lease_token == reclaimed.lease_token
+
+
+def test_a_connection_lost_mid_chunk_requeues_the_unsent_rest_without_charging_them(
+    settings: Any,
+) -> None:
+    from tests.fakes.smtp import FakeSMTP
+
+    with FakeSMTP() as smtp:
+        settings.EMAIL_BACKEND = "notifications.backends.smtp.SMTPBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = smtp.host, smtp.port, 2
+        settings.NOTIFY = {**settings.NOTIFY, "RETRY_BASE_SECONDS": 0.0,
+                           "RETRY_CAP_SECONDS": 0.0}
+        smtp.script("u2@example.com", ["drop"])
+        messages = [order(f"u{n}@example.com") for n in range(6)]
+
+        drain(budget=3.0)
+
+        rows = {m.to_email: m for m in Message.objects.filter(pk__in=[m.pk for m in messages])}
+        assert {m.status for m in rows.values()} == {Status.SENT}
+        # The dropped one was charged (it may have arrived); the ones after it were not.
+        assert rows["u2@example.com"].attempts == 2
+        assert [rows[f"u{n}@example.com"].attempts for n in (0, 1, 3, 4, 5)] == [1] * 5
+        assert set(smtp.count_by_message_id().values()) == {1}
+        assert len(smtp.received) == 6
