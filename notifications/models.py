@@ -36,10 +36,38 @@ class Producer(models.Model):
 
     name = models.SlugField(max_length=100, unique=True)
     is_active = models.BooleanField(default=True)
+    allowed_event_types = models.ManyToManyField(
+        "EventType", blank=True, related_name="producers",
+        help_text="Event types this producer may send over the API.",
+    )
+    rate_limit_per_second = models.PositiveIntegerField(
+        default=100, help_text="API requests per second; 0 means unlimited."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return self.name
+
+
+class ApiKey(models.Model):
+    """A producer's API key. Only a hash is stored; the token is shown once, at creation."""
+
+    producer = models.ForeignKey(Producer, on_delete=models.CASCADE, related_name="api_keys")
+    prefix = models.CharField(max_length=16, unique=True, help_text="Visible part of the token.")
+    key_hash = models.CharField(max_length=64)
+    name = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.producer.name} {self.prefix}…"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
 
 
 class EventType(models.Model):
@@ -184,6 +212,9 @@ class LaneState(models.Model):
     lane = models.CharField(max_length=20, choices=Lane.choices, primary_key=True)
     wake_pending = models.BooleanField(default=False)
     wake_requested_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last time this lane's cluster ran a task (readiness)."
+    )
 
     def __str__(self) -> str:
         return self.lane

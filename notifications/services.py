@@ -91,6 +91,23 @@ def notify(
     Raises a NotifyError subclass (unknown event, data failing the schema with its path, bad
     address, bad locale, render error); nothing is written then.
     """
+    return notify_created(
+        event=event, to=to, data=data, locale=locale, idempotency_key=idempotency_key,
+        send_at=send_at, producer=producer,
+    )[0]
+
+
+def notify_created(
+    *,
+    event: str,
+    to: str | Mapping[str, str],
+    data: Mapping[str, Any] | None = None,
+    locale: str | None = None,
+    idempotency_key: str | None = None,
+    send_at: datetime | None = None,
+    producer: Producer | str | None = None,
+) -> tuple[Message, bool]:
+    """notify(), also saying whether the message was created (False: an idempotent replay)."""
     producer_obj = _producer(producer)
     request = EventRequest(
         event=event, to=to, data=dict(data or {}), locale=locale,
@@ -99,7 +116,7 @@ def notify(
     if idempotency_key:
         existing = _existing(producer_obj, [idempotency_key]).get(idempotency_key)
         if existing is not None:
-            return existing
+            return existing, False
     message = _build(request, producer_obj, _Lookups())
     try:
         # A savepoint, so a lost race on the idempotency key does not poison the caller's
@@ -112,9 +129,9 @@ def notify(
         existing = _existing(producer_obj, [idempotency_key]).get(idempotency_key)
         if existing is None:
             raise
-        return existing
+        return existing, False
     wake_lane_on_commit(message.lane)
-    return message
+    return message, True
 
 
 def notify_many(

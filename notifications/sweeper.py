@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from notifications import transitions
 from notifications.models import CLAIMABLE, DeliveryAttempt, Message, Status
-from notifications.wakeups import wake_lane
+from notifications.wakeups import heartbeat, wake_lane
 
 LEASE_LOST = "worker lost while sending (lease expired); the email may have been sent"
 
@@ -34,6 +34,7 @@ class SweepReport:
 
 def sweep_lane(lane: str, *, limit: int = 1000) -> SweepReport:
     report = SweepReport(lane=lane)
+    heartbeat(lane)
     now = timezone.now()
     expired = list(
         Message.objects.filter(lane=lane, status=Status.PROCESSING, lease_until__lt=now)

@@ -53,5 +53,12 @@ def wake_lane(lane: str, *, force: bool = False) -> bool:
 
 
 def wake_taken(lane: str) -> None:
-    """Called by a drain before it claims: later commits must enqueue a new task."""
-    LaneState.objects.filter(lane=lane, wake_pending=True).update(wake_pending=False)
+    """Called by a drain before it claims: later commits must enqueue a new task.
+
+    Also the lane's heartbeat: readiness checks look at when its cluster last ran a task.
+    """
+    LaneState.objects.filter(lane=lane).update(wake_pending=False, heartbeat_at=timezone.now())
+
+
+def heartbeat(lane: str) -> None:
+    LaneState.objects.filter(lane=lane).update(heartbeat_at=timezone.now())

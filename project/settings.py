@@ -42,6 +42,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "notifications.api.middleware.ApiBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -196,10 +197,41 @@ else:
 # --- API ------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": ["notifications.api.authentication.BearerKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "notifications.api.errors.handle",
+    "UNAUTHENTICATED_USER": None,
 }
+NOTIFY_API = {
+    # Pending + retry messages per lane past which the API answers 429 (bulk sheds first).
+    "HIGH_WATER": {
+        "transactional": env.int("NOTIFY_HIGH_WATER_TRANSACTIONAL", default=100_000),
+        "bulk": env.int("NOTIFY_HIGH_WATER_BULK", default=20_000),
+    },
+    "RETRY_AFTER": {"transactional": 5, "bulk": 30},
+    "DEPTH_CACHE_SECONDS": env.float("NOTIFY_DEPTH_CACHE_SECONDS", default=1.0),
+    "BATCH_MAX": env.int("NOTIFY_API_BATCH_MAX", default=1000),
+    "MAX_BODY_BYTES": env.int("NOTIFY_API_MAX_BODY_BYTES", default=2 * 1024 * 1024),
+    "SEND_AT_HORIZON_DAYS": env.int("NOTIFY_SEND_AT_HORIZON_DAYS", default=30),
+    "SEND_AT_SKEW_SECONDS": 60,
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = NOTIFY_API["MAX_BODY_BYTES"]
+
+# The rate limiter counts in the cache: Redis (shared by every web process) when REDIS_URL is set.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Notification platform API",
     "VERSION": "1.0.0",
+    "DESCRIPTION": "Publish events that become emails. Errors share one shape: "
+    '{"error": {"code", "message", "fields"}}.',
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

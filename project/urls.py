@@ -1,6 +1,31 @@
+from typing import Any
+
 from django.contrib import admin
-from django.urls import path
+from django.http import HttpRequest, HttpResponse
+from django.urls import include, path
+from django.views import defaults
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from notifications.api.errors import json_error
+from project import health
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include("notifications.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("health/", health.health, name="health"),
+    path("health/ready/", health.ready, name="health-ready"),
 ]
+
+
+def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return json_error(404, "not_found", "No such endpoint.")
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest, *args: Any) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return json_error(500, "server_error", "Internal error; it has been logged.")
+    return defaults.server_error(request)

@@ -1,0 +1,239 @@
+"""Ingest API v1: one view per operation; every write goes through notifications.services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from notifications.api import backpressure
+from notifications.api.authentication import BearerKeyAuthentication, ProducerUser
+from notifications.api.errors import Backpressure, Conflict, error_body
+from notifications.api.serializers import (
+    BatchInputSerializer,
+    BatchResultSerializer,
+    ErrorSerializer,
+    EventInputSerializer,
+    EventTypeSerializer,
+    MessageSerializer,
+)
+from notifications.api.throttling import ProducerRateThrottle
+from notifications.exceptions import NotifyError
+from notifications.models import EventType, Message, Producer
+from notifications.services import (
+    EventRequest,
+    message_cancel,
+    notify_created,
+    notify_many,
+    payload_hash,
+)
+
+ERRORS = {
+    code: OpenApiResponse(ErrorSerializer, description=text)
+    for code, text in {
+        400: "Invalid request (fields say which and why)",
+        401: "Missing or invalid API key",
+        403: "Event type not allowed for this key",
+        409: "Idempotency key reused with a different body",
+        413: "Body too large",
+        429: "Rate limited, or the lane is past its high-water mark (see Retry-After)",
+    }.items()
+}
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    description="Same as the body's idempotency_key; a replay returns the original message.",
+)
+
+
+class ProducerAPIView(APIView):
+    authentication_classes = [BearerKeyAuthentication]
+    throttle_classes = [ProducerRateThrottle]
+
+    @property
+    def producer(self) -> Producer:
+        user = self.request.user
+        assert isinstance(user, ProducerUser)  # permission_classes guarantee it
+        return user.producer
+
+    def allowed_events(self) -> set[str]:
+        if not hasattr(self, "_allowed"):
+            self._allowed = set(
+                self.producer.allowed_event_types.filter(is_active=True)
+                .values_list("key", flat=True)
+            )
+        return self._allowed
+
+    def own_messages(self) -> QuerySet[Message]:
+        return Message.objects.filter(producer=self.producer).select_related("event_type")
+
+
+def _event_request(data: dict[str, Any]) -> EventRequest:
+    return EventRequest(
+        event=data["event"], to=data["to"], data=data.get("data") or {},
+        locale=data.get("locale"), idempotency_key=data.get("idempotency_key"),
+        send_at=data.get("send_at"),
+    )
+
+
+def _event_lane(key: str) -> str | None:
+    return EventType.objects.filter(key=key, is_active=True).values_list("lane", flat=True).first()
+
+
+class EventCreateView(ProducerAPIView):
+    @extend_schema(
+        operation_id="events_create", request=EventInputSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={202: MessageSerializer, 200: MessageSerializer, **ERRORS},
+        summary="Publish one event",
+    )
+    def post(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            raise ValidationError({"non_field_errors": ["Body must be a JSON object."]})
+        body = dict(request.data)
+        header_key = request.headers.get("Idempotency-Key")
+        if header_key is not None:
+            if body.get("idempotency_key") not in (None, header_key):
+                raise ValidationError({"idempotency_key": [
+                    "Differs from the Idempotency-Key header; send one or make them equal."]})
+            body["idempotency_key"] = header_key
+        serializer = EventInputSerializer(data=body)
+        serializer.is_valid(raise_exception=True)
+        event_request = _event_request(serializer.validated_data)
+        if event_request.event not in self.allowed_events():
+            raise PermissionDenied(f"This key may not send {event_request.event!r}.")
+        lane = _event_lane(event_request.event)
+        if lane and backpressure.lane_is_full(lane):
+            raise Backpressure(f"The {lane} lane is past its high-water mark; retry later.",
+                               backpressure.retry_after(lane))
+        try:
+            message, created = notify_created(
+                event=event_request.event, to=event_request.to, data=event_request.data,
+                locale=event_request.locale, idempotency_key=event_request.idempotency_key,
+                send_at=event_request.send_at, producer=self.producer,
+            )
+        except NotifyError as error:
+            raise ValidationError({error.field: [error.message]}) from error
+        if not created and message.payload_hash != payload_hash(event_request):
+            raise Conflict("This idempotency key was used with a different body.",
+                           code="idempotency_conflict")
+        return Response(MessageSerializer(message).data,
+                        status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+
+
+class EventBatchView(ProducerAPIView):
+    @extend_schema(
+        operation_id="events_batch", request=BatchInputSerializer,
+        responses={202: BatchResultSerializer, **ERRORS}, summary="Publish up to 1,000 events",
+    )
+    def post(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            raise ValidationError({"non_field_errors": ["Body must be a JSON object."]})
+        outer = BatchInputSerializer(data=request.data)
+        outer.is_valid(raise_exception=True)
+        items = outer.validated_data["events"]
+        results: list[dict[str, Any] | None] = [None] * len(items)
+        valid: list[tuple[int, EventRequest]] = []
+        allowed = self.allowed_events()
+        for index, item in enumerate(items):
+            serializer = EventInputSerializer(data=item)
+            if not isinstance(item, dict):
+                results[index] = _item_error(index, 400, "invalid", "Each event must be an object.")
+            elif not serializer.is_valid():
+                results[index] = _item_error(index, 400, "invalid", "The event is invalid.",
+                                             serializer.errors)
+            elif serializer.validated_data["event"] not in allowed:
+                event = serializer.validated_data["event"]
+                results[index] = _item_error(index, 403, "forbidden",
+                                             f"This key may not send {event!r}.")
+            else:
+                valid.append((index, _event_request(serializer.validated_data)))
+        lanes = dict(
+            EventType.objects.filter(key__in={r.event for _, r in valid}).values_list("key", "lane")
+        )
+        for lane in sorted(set(lanes.values())):
+            if backpressure.lane_is_full(lane):
+                raise Backpressure(f"The {lane} lane is past its high-water mark; retry later.",
+                                   backpressure.retry_after(lane))
+        keys = {r.idempotency_key for _, r in valid if r.idempotency_key}
+        seen = set(
+            Message.objects.filter(producer=self.producer, idempotency_key__in=keys)
+            .values_list("idempotency_key", flat=True)
+        ) if keys else set()
+        outcomes = notify_many([r for _, r in valid], producer=self.producer)
+        for (index, event_request), outcome in zip(valid, outcomes, strict=True):
+            key = event_request.idempotency_key
+            results[index] = _item_result(index, event_request, outcome, replay=key in seen)
+            if key and isinstance(outcome, Message):
+                seen.add(key)  # a later item with the same key is a replay of this one
+        accepted = sum(1 for r in results if r and r["status"] in (200, 202))
+        return Response(
+            {"accepted": accepted, "rejected": len(items) - accepted, "results": results},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+def _item_error(index: int, code: int, kind: str, message: str,
+                fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    from notifications.api.errors import flatten
+
+    return {"index": index, "status": code,
+            **error_body(kind, message, flatten(fields) if fields else None)}
+
+
+def _item_result(index: int, event_request: EventRequest, outcome: Message | NotifyError,
+                 replay: bool) -> dict[str, Any]:
+    if isinstance(outcome, NotifyError):
+        return _item_error(index, 400, outcome.code, outcome.message,
+                           {outcome.field: [outcome.message]})
+    if replay and outcome.payload_hash != payload_hash(event_request):
+        return _item_error(index, 409, "idempotency_conflict",
+                           "This idempotency key was used with a different body.")
+    return {"index": index, "status": 200 if replay else 202,
+            "message": MessageSerializer(outcome).data}
+
+
+class MessageDetailView(ProducerAPIView):
+    @extend_schema(operation_id="messages_retrieve",
+                   responses={200: MessageSerializer, 401: ERRORS[401],
+                              404: OpenApiResponse(ErrorSerializer)},
+                   summary="A message with its attempts")
+    def get(self, request: Request, pk: int) -> Response:
+        message = self.own_messages().filter(pk=pk).first()
+        if message is None:
+            raise NotFound("No such message.")
+        return Response(MessageSerializer(message, context={"with_attempts": True}).data)
+
+
+class MessageCancelView(ProducerAPIView):
+    @extend_schema(operation_id="messages_cancel", request=None,
+                   responses={200: MessageSerializer, 401: ERRORS[401],
+                              404: OpenApiResponse(ErrorSerializer),
+                              409: OpenApiResponse(ErrorSerializer)},
+                   summary="Cancel a message that is not sent yet")
+    def post(self, request: Request, pk: int) -> Response:
+        message = self.own_messages().filter(pk=pk).first()
+        if message is None:
+            raise NotFound("No such message.")
+        if not message_cancel(message=message):
+            message.refresh_from_db()
+            raise Conflict(
+                f"The message is {message.status}; only pending or retry messages can be "
+                "cancelled.", code="not_cancellable",
+            )
+        message.refresh_from_db()
+        return Response(MessageSerializer(message).data)
+
+
+class EventTypeListView(ProducerAPIView):
+    @extend_schema(operation_id="event_types_list",
+                   responses={200: EventTypeSerializer(many=True), 401: ERRORS[401]},
+                   summary="Event types this key may send, with their data schemas")
+    def get(self, request: Request) -> Response:
+        event_types = EventType.objects.filter(key__in=self.allowed_events()).order_by("key")
+        return Response(EventTypeSerializer(event_types, many=True).data)
