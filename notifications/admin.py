@@ -13,7 +13,8 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from notifications.models import DeliveryAttempt, EventType, Message, Producer
+from notifications.models import ApiKey, DeliveryAttempt, EventType, Message, Producer
+from notifications.producers import api_key_create, api_key_revoke
 from notifications.selectors import queue_stats
 from notifications.services import message_cancel
 
@@ -95,6 +96,47 @@ class EventTypeAdmin(admin.ModelAdmin):
     search_fields = ("key", "description")
 
 
+class ApiKeyInline(admin.TabularInline):
+    model = ApiKey
+    extra = 0
+    can_delete = False
+    fields = ("prefix", "name", "created_at", "revoked_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # keys are made by the action below, which shows the token once
+
+
 @admin.register(Producer)
 class ProducerAdmin(admin.ModelAdmin):
-    list_display = ("name", "is_active", "created_at")
+    list_display = ("name", "is_active", "rate_limit_per_second", "created_at")
+    filter_horizontal = ("allowed_event_types",)
+    inlines = [ApiKeyInline]
+    actions = ["create_key"]
+
+    @admin.action(description="Create an API key (the token is shown once)")
+    def create_key(self, request: HttpRequest, queryset: QuerySet[Producer]) -> None:
+        for producer in queryset:
+            key, token = api_key_create(producer=producer, name=f"admin:{request.user}")
+            self.message_user(
+                request, f"New key for {producer.name} ({key.prefix}); copy it now, it is not "
+                f"stored: {token}", messages.WARNING,
+            )
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("prefix", "producer", "name", "created_at", "revoked_at")
+    list_filter = ("producer", ("revoked_at", admin.EmptyFieldListFilter))
+    readonly_fields = ("producer", "prefix", "name", "created_at", "revoked_at")
+    exclude = ("key_hash",)
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected keys (takes effect at once)")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for key in queryset:
+            api_key_revoke(key=key)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)

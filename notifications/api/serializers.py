@@ -71,16 +71,12 @@ class EventInputSerializer(StrictSerializer):
     event = serializers.CharField(max_length=100, help_text="Event type key, e.g. order.placed")
     to = RecipientField()
     data = serializers.DictField(required=False, default=dict, help_text="Event data (object).")
-    locale = serializers.CharField(max_length=16, required=False, allow_null=True)
+    locale = serializers.RegexField(
+        LOCALE_RE, max_length=16, required=False, allow_null=True,
+        error_messages={"invalid": "Not a language code such as 'en' or 'pt-BR'."},
+    )
     send_at = serializers.DateTimeField(required=False, allow_null=True)
     idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True)
-
-    def validate_locale(self, value: str | None) -> str | None:
-        if value is not None and not LOCALE_RE.match(value):
-            raise serializers.ValidationError(
-                f"{value!r} is not a language code such as 'en' or 'pt-BR'."
-            )
-        return value
 
     def validate_send_at(self, value: Any) -> Any:
         if value is None:
