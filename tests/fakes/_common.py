@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from email.utils import getaddresses
 from typing import Any
@@ -91,6 +92,40 @@ class ModeScripts:
             self._scripts.clear()
             self.global_mode = None
             self.default_mode = self._initial_default
+
+
+class Scripted(ABC):
+    """The scripting API both fakes share; a fake sets ``_scripts`` and ``_clear_records``."""
+
+    _scripts: ModeScripts
+
+    @abstractmethod
+    def _clear_records(self) -> None: ...
+
+    @property
+    def default_mode(self) -> str:
+        return self._scripts.default_mode
+
+    @default_mode.setter
+    def default_mode(self, mode: str) -> None:
+        self._scripts.set_default_mode(mode)
+
+    def script(self, address: str, modes: str | Iterable[str]) -> None:
+        """Replace the mode script for ``address`` (one mode consumed per message)."""
+        self._scripts.script(address, modes)
+
+    def remaining(self, address: str) -> list[str]:
+        """Not yet consumed scripted modes for ``address``."""
+        return self._scripts.remaining(address)
+
+    def set_global_mode(self, mode: str | None) -> None:
+        """Give every message this mode (e.g. an outage); ``None`` clears it."""
+        self._scripts.set_global_mode(mode)
+
+    def reset(self) -> None:
+        """Forget scripts, global mode, default mode and all records."""
+        self._scripts.reset()
+        self._clear_records()
 
 
 def parse_seconds(mode: str, prefix: str) -> float:

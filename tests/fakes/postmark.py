@@ -91,14 +91,14 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import getaddresses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ._common import ModeScripts, addr_spec, parse_seconds, wait_for
+from ._common import ModeScripts, Scripted, addr_spec, parse_seconds, wait_for
 
 __all__ = ["FakePostmark", "PostmarkRequest"]
 
@@ -205,7 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.fake._send_json(self, 404, {"ErrorCode": 404, "Message": "Not found"})
 
 
-class FakePostmark:
+class FakePostmark(Scripted):
     """Fake Postmark API server. See the module docstring for modes and anymail behaviour.
 
     Public API: ``start()``, ``stop()``, context manager, ``url``, ``host``, ``port``,
@@ -278,31 +278,9 @@ class FakePostmark:
             raise RuntimeError("FakePostmark is not started")
         return f"http://{self.host}:{self.port}/"
 
-    # -- scripting ------------------------------------------------------------------
+    # -- scripting (shared API: see _common.Scripted) --------------------------------
 
-    @property
-    def default_mode(self) -> str:
-        return self._scripts.default_mode
-
-    @default_mode.setter
-    def default_mode(self, mode: str) -> None:
-        self._scripts.set_default_mode(mode)
-
-    def script(self, address: str, modes: str | Iterable[str]) -> None:
-        """Replace the mode script for ``address`` (modes are consumed one per message)."""
-        self._scripts.script(address, modes)
-
-    def remaining(self, address: str) -> list[str]:
-        """Not yet consumed scripted modes for ``address``."""
-        return self._scripts.remaining(address)
-
-    def set_global_mode(self, mode: str | None) -> None:
-        """Give every message this mode (e.g. ``"503"`` for an outage); ``None`` clears."""
-        self._scripts.set_global_mode(mode)
-
-    def reset(self) -> None:
-        """Forget scripts, global mode, default mode and all records."""
-        self._scripts.reset()
+    def _clear_records(self) -> None:
         with self._lock:
             self._records.clear()
 

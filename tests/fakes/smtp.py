@@ -50,7 +50,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -58,7 +58,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from ._common import ModeScripts, addr_spec, free_port, parse_seconds, wait_for
+from ._common import ModeScripts, Scripted, addr_spec, free_port, parse_seconds, wait_for
 
 __all__ = ["FakeSMTP", "SMTPMessage", "SMTPAttempt"]
 
@@ -200,7 +200,7 @@ class _Handler:
         return reply
 
 
-class FakeSMTP:
+class FakeSMTP(Scripted):
     """Fake SMTP server. See the module docstring for modes and Django's exceptions.
 
     Public API: ``start()``, ``stop()``, context manager, ``host``, ``port``,
@@ -260,28 +260,9 @@ class FakeSMTP:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    # -- scripting ------------------------------------------------------------------
+    # -- scripting (shared API: see _common.Scripted) --------------------------------
 
-    @property
-    def default_mode(self) -> str:
-        return self._scripts.default_mode
-
-    @default_mode.setter
-    def default_mode(self, mode: str) -> None:
-        self._scripts.set_default_mode(mode)
-
-    def script(self, address: str, modes: str | Iterable[str]) -> None:
-        """Replace the mode script for ``address`` (one mode consumed per RCPT TO)."""
-        self._scripts.script(address, modes)
-
-    def remaining(self, address: str) -> list[str]:
-        return self._scripts.remaining(address)
-
-    def set_global_mode(self, mode: str | None) -> None:
-        self._scripts.set_global_mode(mode)
-
-    def reset(self) -> None:
-        self._scripts.reset()
+    def _clear_records(self) -> None:
         with self._lock:
             self._messages.clear()
             self._attempts.clear()
