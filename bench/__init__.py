@@ -1,0 +1,1 @@
+"""Benchmarks. `make bench` runs bench/delivery.py; see docs/performance.md."""
