@@ -146,6 +146,15 @@ def main() -> int:
         originals = {name: getattr(delivery, name) for name in PHASES if hasattr(delivery, name)}
         for name, func in originals.items():
             setattr(delivery, name, timers.wrap(name, func))
+        # Each status transition (claim, mark_sent, ...) on its own: wrap transitions.move.
+        import notifications.transitions as transitions
+
+        original_move = transitions.move
+
+        def move(name: str, *a: Any, **k: Any) -> int:
+            return timers.wrap(f"  move({name!r})", original_move)(name, *a, **k)
+
+        transitions.move = move
         backend_pid = bench.sql("SELECT pg_backend_pid()")[0][0]
         pg0 = procstat.process_cpu_seconds(backend_pid)
         w0, c0 = time.perf_counter(), time.process_time()
@@ -155,6 +164,7 @@ def main() -> int:
         pg_cpu = procstat.process_cpu_seconds(backend_pid) - pg0
         for name, func in originals.items():
             setattr(delivery, name, func)
+        transitions.move = original_move
         n = report.sent
         if n != args.messages:
             say(f"WARNING: drain sent {n} of {args.messages}: {report.as_dict()}")
@@ -165,13 +175,14 @@ def main() -> int:
         say()
         say("| phase | calls | wall ms | wall µs/email | share of wall | CPU µs/email |")
         say("|---|---:|---:|---:|---:|---:|")
-        for name in PHASES:
+        for name in [*PHASES, *sorted(k for k in timers.calls if k.startswith("  move"))]:
             if timers.calls.get(name):
                 say(f"| {name} | {timers.calls[name]:,} | {timers.wall[name] * 1e3:,.0f} | "
                     f"{timers.wall[name] / n * 1e6:,.0f} | {timers.wall[name] / wall:.0%} | "
                     f"{timers.cpu[name] / n * 1e6:,.0f} |")
         say("")
-        say("(build_email runs inside send_chunk; send_chunk minus build_email is the SMTP part.)")
+        say("(build_email runs inside send_chunk, send_chunk minus build_email is the SMTP part; "
+            "the move() rows are inside claim_batch and record_outcomes.)")
         say()
         say("| SQL statement | count | wall ms | wall µs/email | share of wall |")
         say("|---|---:|---:|---:|---:|")

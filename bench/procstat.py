@@ -158,8 +158,9 @@ class MachineMeter:
     def _busy() -> int:
         with open("/proc/stat") as f:
             fields = [int(x) for x in f.readline().split()[1:9]]
-        # user nice system idle iowait irq softirq steal (guest time is already in user)
-        return sum(fields) - fields[3] - fields[4]
+        # user nice system idle iowait irq softirq steal (guest time is already in user). Only
+        # user+nice+system: interrupt time (loopback traffic's softirq) belongs to no process.
+        return fields[0] + fields[1] + fields[2]
 
     def start(self) -> None:
         self._t0, self._b0, self._self0 = _now(), self._busy(), _self_cpu()
