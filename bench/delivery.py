@@ -692,6 +692,14 @@ def main(argv: list[str] | None = None) -> int:
         print("this benchmark reads CPU times from /proc: Linux only", file=sys.stderr)
         return 2
 
+    # Ctrl-C and `kill` both end in the cleanup below (a background job may inherit SIGINT
+    # ignored: restore Python's handler).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     work = Path(tempfile.mkdtemp(prefix="notify-bench-"))

@@ -212,6 +212,9 @@ def main() -> int:
         print(f"\nwritten to {out.relative_to(ROOT)}")
         return 0
     finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
         sink.stop()
         try:
             from django.db import connections
