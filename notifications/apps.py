@@ -7,7 +7,8 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self) -> None:
-        from notifications import receivers, schedules
+        from notifications import lookups, receivers, schedules
 
+        lookups.connect()
         receivers.connect()
         post_migrate.connect(schedules.ensure_schedules, sender=self)

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import formataddr
+from functools import lru_cache
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -185,8 +186,13 @@ def _reset_connection(backend: Any) -> None:
         logger.debug("reopening the email connection failed", exc_info=True)
 
 
+@lru_cache(maxsize=4)
+def _worker_name_for(pid: int) -> str:
+    return f"{socket.gethostname()}:{pid}"[:100]
+
+
 def _worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"[:100]
+    return _worker_name_for(os.getpid())  # keyed by pid: workers are forked from one parent
 
 
 # --- recording ------------------------------------------------------------------------------------
@@ -219,13 +225,20 @@ def record_outcomes(outcomes: Sequence[Outcome], token: UUID) -> DrainReport:
     attempt_rows = []
     with transaction.atomic():
         if sent:
-            provider_ids = Case(
-                *[When(pk=o.message.pk, then=Value(o.result.provider_message_id)) for o in sent],
-                output_field=CharField(),
-            )
+            # Over SMTP the provider's id IS our Message-ID, derivable from the pk: store only
+            # ids that differ (ESPs), because a 500-branch CASE was a third of a drain's CPU.
+            custom = [o for o in sent
+                      if o.result.provider_message_id != message_id_for(o.message.pk)]
+            fields: dict[str, Any] = {}
+            if custom:
+                fields["provider_message_id"] = Case(
+                    *[When(pk=o.message.pk, then=Value(o.result.provider_message_id))
+                      for o in custom],
+                    default=Value(""), output_field=CharField(),
+                )
             report.sent = transitions.move(
                 "mark_sent", Q(pk__in=[o.message.pk for o in sent], lease_token=token),
-                sent_at=now, lease_until=None, last_error="", provider_message_id=provider_ids,
+                sent_at=now, lease_until=None, last_error="", **fields,
             )
         for outcome in outcomes:
             message, result = outcome.message, outcome.result

@@ -23,7 +23,7 @@ from email_validator import EmailNotValidError, validate_email
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from notifications import transitions
+from notifications import lookups, transitions
 from notifications.exceptions import (
     InvalidEventData,
     InvalidLocale,
@@ -54,13 +54,18 @@ class _Lookups:
 
     def event_type(self, key: str) -> EventType:
         if key not in self.event_types:
-            self.event_types[key] = _event_type(key)
+            found = event_type_for(key)
+            if found is None:
+                raise UnknownEvent(f"unknown event {key!r}")
+            self.event_types[key] = found
         return self.event_types[key]
 
     def version(self, event_type: EventType, locale: str) -> TemplateVersion:
         cache_key = (event_type.template_id, locale)
         if cache_key not in self.versions:
-            self.versions[cache_key] = _template_version(event_type, locale)
+            self.versions[cache_key] = lookups.cached(
+                "version", cache_key, lambda: _template_version(event_type, locale)
+            )
         return self.versions[cache_key]
 
 
@@ -119,10 +124,13 @@ def notify_created(
             return existing, False
     message = _build(request, producer_obj, _Lookups())
     try:
-        # A savepoint, so a lost race on the idempotency key does not poison the caller's
-        # transaction; the winner's row is returned instead.
-        with transaction.atomic():
-            message.save(force_insert=True)
+        if transaction.get_connection().in_atomic_block:
+            # A savepoint, so a lost race on the idempotency key does not poison the caller's
+            # transaction; the winner's row is returned instead.
+            with transaction.atomic():
+                message.save(force_insert=True)
+        else:
+            message.save(force_insert=True)  # autocommit: one INSERT, no BEGIN/COMMIT around it
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -309,13 +317,13 @@ def payload_hash(request: EventRequest) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _event_type(key: str) -> EventType:
-    event_type = (
-        EventType.objects.select_related("template").filter(key=key, is_active=True).first()
-    )
-    if event_type is None:
-        raise UnknownEvent(f"unknown event {key!r}")
-    return event_type
+def event_type_for(key: str) -> EventType | None:
+    """The active event type called `key` (cached per process), or None."""
+    return lookups.cached("event_type", key, lambda: _event_type_or_none(key))
+
+
+def _event_type_or_none(key: str) -> EventType | None:
+    return EventType.objects.select_related("template").filter(key=key, is_active=True).first()
 
 
 def _recipient(to: str | Mapping[str, str]) -> tuple[str, str]:

@@ -37,10 +37,8 @@ def wake_lane(lane: str, *, force: bool = False) -> bool:
         wake_pending=True, wake_requested_at=timezone.now()
     )
     if not flipped and not force:
-        if not LaneState.objects.filter(lane=lane).exists():
-            LaneState.objects.get_or_create(lane=lane, defaults={"wake_pending": True})
-        else:
-            return False
+        # A drain is already queued (the lane rows are created by migrate, see schedules.py).
+        return False
     try:
         async_task(DRAIN_TASK, lane, cluster=lane, group=f"drain-{lane}")
     except Exception:

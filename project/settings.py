@@ -20,7 +20,7 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 env = environ.Env()
 
 SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-change-me")
-DEBUG = env.bool("DEBUG", default=True)
+DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 PORT = env.int("PORT", default=8000)
 
@@ -108,6 +108,7 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns about a missing root; it serves from apps
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
@@ -171,6 +172,8 @@ NOTIFY = {
     # Domain used in the stable Message-ID header of every email.
     "MESSAGE_ID_DOMAIN": env.str("NOTIFY_MESSAGE_ID_DOMAIN", default="notifications.local"),
     "SWEEP_MINUTES": env.int("NOTIFY_SWEEP_MINUTES", default=1),
+    # How long a process reuses event types, template versions and producers' scopes.
+    "LOOKUP_CACHE_SECONDS": env.float("NOTIFY_LOOKUP_CACHE_SECONDS", default=5.0),
 }
 
 # --- django-q2 ------------------------------------------------------------------------------------

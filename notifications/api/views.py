@@ -12,9 +12,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from notifications import lookups
 from notifications.api import backpressure
 from notifications.api.authentication import BearerKeyAuthentication, ProducerUser
 from notifications.api.errors import Backpressure, Conflict, error_body
+from notifications.api.parsing import message_payload, parse_event
 from notifications.api.serializers import (
     BatchInputSerializer,
     BatchResultSerializer,
@@ -28,6 +30,7 @@ from notifications.exceptions import NotifyError
 from notifications.models import EventType, Message, Producer
 from notifications.services import (
     EventRequest,
+    event_type_for,
     message_cancel,
     notify_created,
     notify_many,
@@ -61,28 +64,20 @@ class ProducerAPIView(APIView):
         assert isinstance(user, ProducerUser)  # permission_classes guarantee it
         return user.producer
 
-    def allowed_events(self) -> set[str]:
-        if not hasattr(self, "_allowed"):
-            self._allowed = set(
-                self.producer.allowed_event_types.filter(is_active=True)
-                .values_list("key", flat=True)
-            )
-        return self._allowed
+    def allowed_events(self) -> frozenset[str]:
+        producer = self.producer
+        return lookups.cached("allowed_events", producer.pk, lambda: frozenset(
+            producer.allowed_event_types.filter(is_active=True).values_list("key", flat=True)
+        ))
 
     def own_messages(self) -> QuerySet[Message]:
         return Message.objects.filter(producer=self.producer).select_related("event_type")
 
 
-def _event_request(data: dict[str, Any]) -> EventRequest:
-    return EventRequest(
-        event=data["event"], to=data["to"], data=data.get("data") or {},
-        locale=data.get("locale"), idempotency_key=data.get("idempotency_key"),
-        send_at=data.get("send_at"),
-    )
-
-
-def _event_lane(key: str) -> str | None:
-    return EventType.objects.filter(key=key, is_active=True).values_list("lane", flat=True).first()
+def _check_lane(lane: str) -> None:
+    if backpressure.lane_is_full(lane):
+        raise Backpressure(f"The {lane} lane is past its high-water mark; retry later.",
+                           backpressure.retry_after(lane))
 
 
 class EventCreateView(ProducerAPIView):
@@ -102,15 +97,14 @@ class EventCreateView(ProducerAPIView):
                 raise ValidationError({"idempotency_key": [
                     "Differs from the Idempotency-Key header; send one or make them equal."]})
             body["idempotency_key"] = header_key
-        serializer = EventInputSerializer(data=body)
-        serializer.is_valid(raise_exception=True)
-        event_request = _event_request(serializer.validated_data)
+        event_request, errors = parse_event(body)
+        if event_request is None:
+            raise ValidationError(errors)
         if event_request.event not in self.allowed_events():
             raise PermissionDenied(f"This key may not send {event_request.event!r}.")
-        lane = _event_lane(event_request.event)
-        if lane and backpressure.lane_is_full(lane):
-            raise Backpressure(f"The {lane} lane is past its high-water mark; retry later.",
-                               backpressure.retry_after(lane))
+        event_type = event_type_for(event_request.event)
+        if event_type is not None:
+            _check_lane(event_type.lane)
         try:
             message, created = notify_created(
                 event=event_request.event, to=event_request.to, data=event_request.data,
@@ -122,7 +116,7 @@ class EventCreateView(ProducerAPIView):
         if not created and message.payload_hash != payload_hash(event_request):
             raise Conflict("This idempotency key was used with a different body.",
                            code="idempotency_conflict")
-        return Response(MessageSerializer(message).data,
+        return Response(message_payload(message),
                         status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
 
@@ -141,25 +135,18 @@ class EventBatchView(ProducerAPIView):
         valid: list[tuple[int, EventRequest]] = []
         allowed = self.allowed_events()
         for index, item in enumerate(items):
-            serializer = EventInputSerializer(data=item)
-            if not isinstance(item, dict):
-                results[index] = _item_error(index, 400, "invalid", "Each event must be an object.")
-            elif not serializer.is_valid():
+            event_request, errors = parse_event(item)
+            if event_request is None:
                 results[index] = _item_error(index, 400, "invalid", "The event is invalid.",
-                                             serializer.errors)
-            elif serializer.validated_data["event"] not in allowed:
-                event = serializer.validated_data["event"]
+                                             errors)
+            elif event_request.event not in allowed:
                 results[index] = _item_error(index, 403, "forbidden",
-                                             f"This key may not send {event!r}.")
+                                             f"This key may not send {event_request.event!r}.")
             else:
-                valid.append((index, _event_request(serializer.validated_data)))
-        lanes = dict(
-            EventType.objects.filter(key__in={r.event for _, r in valid}).values_list("key", "lane")
-        )
-        for lane in sorted(set(lanes.values())):
-            if backpressure.lane_is_full(lane):
-                raise Backpressure(f"The {lane} lane is past its high-water mark; retry later.",
-                                   backpressure.retry_after(lane))
+                valid.append((index, event_request))
+        event_types = [event_type_for(key) for key in {r.event for _, r in valid}]
+        for lane in sorted({e.lane for e in event_types if e is not None}):
+            _check_lane(lane)
         keys = {r.idempotency_key for _, r in valid if r.idempotency_key}
         seen = set(
             Message.objects.filter(producer=self.producer, idempotency_key__in=keys)
@@ -180,10 +167,7 @@ class EventBatchView(ProducerAPIView):
 
 def _item_error(index: int, code: int, kind: str, message: str,
                 fields: dict[str, Any] | None = None) -> dict[str, Any]:
-    from notifications.api.errors import flatten
-
-    return {"index": index, "status": code,
-            **error_body(kind, message, flatten(fields) if fields else None)}
+    return {"index": index, "status": code, **error_body(kind, message, fields)}
 
 
 def _item_result(index: int, event_request: EventRequest, outcome: Message | NotifyError,
@@ -194,8 +178,7 @@ def _item_result(index: int, event_request: EventRequest, outcome: Message | Not
     if replay and outcome.payload_hash != payload_hash(event_request):
         return _item_error(index, 409, "idempotency_conflict",
                            "This idempotency key was used with a different body.")
-    return {"index": index, "status": 200 if replay else 202,
-            "message": MessageSerializer(outcome).data}
+    return {"index": index, "status": 200 if replay else 202, "message": message_payload(outcome)}
 
 
 class MessageDetailView(ProducerAPIView):
@@ -207,7 +190,7 @@ class MessageDetailView(ProducerAPIView):
         message = self.own_messages().filter(pk=pk).first()
         if message is None:
             raise NotFound("No such message.")
-        return Response(MessageSerializer(message, context={"with_attempts": True}).data)
+        return Response(message_payload(message, attempts=True))
 
 
 class MessageCancelView(ProducerAPIView):
@@ -227,7 +210,7 @@ class MessageCancelView(ProducerAPIView):
                 "cancelled.", code="not_cancellable",
             )
         message.refresh_from_db()
-        return Response(MessageSerializer(message).data)
+        return Response(message_payload(message))
 
 
 class EventTypeListView(ProducerAPIView):
