@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test install migrate demo bench lint clean
+.PHONY: run test install migrate demo bench bench-delivery bench-api lint clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,9 +27,16 @@ run: demo
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install
+# Both benchmarks; each prints its figures beside the alternative and exits non-zero on a missed goal.
+bench: bench-delivery bench-api
+
+bench-delivery: install
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	$(PY) bench/delivery.py $(BENCH_ARGS)
+
+bench-api: install
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	-$(PY) bench/api.py $(BENCH_API_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
