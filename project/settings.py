@@ -192,9 +192,14 @@ Q_CLUSTER: dict[str, object] = {
     "save_limit": 100,
     "catch_up": False,
     "poll": env.float("Q_POLL", default=0.1),
+    # queue_limit = workers: a busy cluster does not hoard queued drain tasks while another
+    # host serving the same lane sits idle.
     "ALT_CLUSTERS": {
-        "transactional": {"workers": env.int("Q_WORKERS_TRANSACTIONAL", default=2)},
-        "bulk": {"workers": env.int("Q_WORKERS_BULK", default=2)},
+        lane: {"workers": workers, "queue_limit": workers}
+        for lane, workers in (
+            ("transactional", env.int("Q_WORKERS_TRANSACTIONAL", default=2)),
+            ("bulk", env.int("Q_WORKERS_BULK", default=2)),
+        )
     },
 }
 if REDIS_URL:
