@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import pytest
+import redis
 from django.conf import settings
 
 from notifications.models import Message
@@ -21,7 +22,6 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
 def test_an_event_sent_from_the_cli_goes_through_the_redis_broker(start_cluster: Any) -> None:
-    redis = pytest.importorskip("redis")
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()
     with FakeSMTP() as smtp:
