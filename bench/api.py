@@ -41,7 +41,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -54,11 +53,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.pg import PG_HOST, PG_PORT, PG_USER, admin_sql, db_url, free_port  # noqa: E402, F401
+
 LUA = ROOT / "bench" / "api_lua"
 DOC = ROOT / "docs" / "performance-api.md"
 PY = sys.executable
 VENV_BIN = Path(PY).parent
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 POSTOFFICE_PIN = "django-post-office==3.12.0"
 HIGH_WATER = str(10**9)
 
@@ -115,16 +117,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # --- database and Django subprocesses -------------------------------------------------------------
 
-def db_url(name: str) -> str:
-    return f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-
-
-def admin_sql(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres",
-                         autocommit=True) as conn:
-        conn.execute(sql)
 
 
 def sql(db: str, query: str) -> list[tuple[Any, ...]]:
@@ -215,11 +207,6 @@ def prepare_db(args: argparse.Namespace, var_dir: str) -> str:
 
 
 # --- gunicorn -------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -45,10 +45,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import procstat  # noqa: E402
+from bench.pg import PG_HOST, PG_PORT, PG_USER, admin_sql, db_url, free_port  # noqa: E402, F401
 
 PY = sys.executable
 SMTP_SINK = "/usr/sbin/smtp-sink"
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 DJANGO_SMTP = "django.core.mail.backends.smtp.EmailBackend"
 OUR_SMTP = "notifications.backends.smtp.SMTPBackend"
 GOAL_RATE = 3000.0
@@ -112,16 +112,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # --- database -------------------------------------------------------------------------------------
 
-def db_url(name: str) -> str:
-    return f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-
-
-def admin_sql(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres",
-                         autocommit=True) as conn:
-        conn.execute(sql)
 
 
 def recreate_db(name: str) -> None:
@@ -185,11 +175,6 @@ def vacuum_analyze(*tables: str) -> None:
 
 
 # --- the sink and the transport ceiling -----------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Sink:
