@@ -70,3 +70,9 @@ def test_operators_create_and_revoke_keys_in_the_admin(admin_client: Any, produc
     assert client.post("/api/v1/events/", event(), format="json").status_code == 401
     assert admin_client.get(reverse("admin:notifications_producer_change",
                                     args=[producer.pk])).status_code == 200
+
+
+def test_narrowing_a_producers_scope_applies_at_once(api: APIClient, producer: Any) -> None:
+    assert api.post("/api/v1/events/", event(), format="json").status_code == 202
+    producer.allowed_event_types.remove(producer.allowed_event_types.get(key="order.placed"))
+    assert api.post("/api/v1/events/", event(), format="json").status_code == 403

@@ -192,3 +192,20 @@ def test_it_sends_user_registered_when_a_user_is_created_in_the_same_transaction
     assert [(m.event_type.key, m.to_email, m.subject) for m in messages] == [
         ("user.registered", "ann@example.com", "Welcome, Ann!")
     ]
+
+
+def test_configuration_changes_apply_at_once_despite_the_lookup_cache() -> None:
+    from notifications.models import EventType
+
+    notify(event="order.placed", to="ann@example.com", data=ORDER)  # warms the cache
+    event_type = EventType.objects.get(key="order.placed")
+    event_type.is_active = False
+    event_type.save()
+
+    with pytest.raises(UnknownEvent):
+        notify(event="order.placed", to="ann@example.com", data=ORDER)
+
+    event_type.is_active = True
+    event_type.lane = "bulk"
+    event_type.save()
+    assert notify(event="order.placed", to="bob@example.com", data=ORDER).lane == "bulk"
