@@ -160,7 +160,7 @@ def notify_many(
     results: list[Message | NotifyError | None] = [None] * len(requests)
     to_insert: list[tuple[int, Message]] = []
     first_by_key: dict[str, int] = {}
-    lookups = _Lookups()
+    batch_lookups = _Lookups()
     for index, request in enumerate(requests):
         key = request.idempotency_key
         if key and key in existing:
@@ -169,7 +169,7 @@ def notify_many(
         if key and key in first_by_key:
             continue  # filled in from the first item with this key below
         try:
-            message = _build(request, producer_obj, lookups)
+            message = _build(request, producer_obj, batch_lookups)
         except NotifyError as error:
             results[index] = error
             continue
@@ -262,11 +262,11 @@ def _request_from(item: Mapping[str, Any]) -> EventRequest:
     )
 
 
-def _build(request: EventRequest, producer: Producer, lookups: _Lookups) -> Message:
+def _build(request: EventRequest, producer: Producer, found: _Lookups) -> Message:
     """Validate one request and return an unsaved Message with its email rendered."""
     if not isinstance(request.event, str) or not request.event:
         raise UnknownEvent("an event name is required")
-    event_type = lookups.event_type(request.event)
+    event_type = found.event_type(request.event)
     to_email, to_name = _recipient(request.to)
     data = request.data if isinstance(request.data, dict) else None
     if data is None:
@@ -280,7 +280,7 @@ def _build(request: EventRequest, producer: Producer, lookups: _Lookups) -> Mess
     due = request.send_at or now
     if timezone.is_naive(due):
         raise InvalidSendAt("must include a time zone")
-    version = lookups.version(event_type, locale)
+    version = found.version(event_type, locale)
     try:
         context = {**data, "recipient": {"email": to_email, "name": to_name}}
         rendered = render_version(version, context)
