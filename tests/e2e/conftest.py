@@ -125,3 +125,13 @@ def wait_final(pks: list[int], timeout: float = 60) -> dict[int, Message]:
                     .values_list("pk", "status", "attempts", "last_error"))
         raise AssertionError(f"messages not final after {timeout}s: {left}") from None
     return Message.objects.in_bulk(pks)
+
+
+def outcome_of(final: dict[int, Message], messages: dict[str, Message]) -> Callable[[str], Any]:
+    """outcome("a@example.com") -> (status, attempts, dead_reason) of that address's message."""
+
+    def outcome(address: str) -> tuple[str, int, str]:
+        m = final[messages[address].pk]
+        return (m.status, m.attempts, m.dead_reason)
+
+    return outcome

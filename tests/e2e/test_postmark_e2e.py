@@ -9,7 +9,7 @@ import pytest
 
 from notifications.delivery import message_id_for
 from notifications.services import notify, notify_many
-from tests.e2e.conftest import wait_final
+from tests.e2e.conftest import outcome_of, wait_final
 from tests.fakes.postmark import FakePostmark
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True),
@@ -58,9 +58,7 @@ def test_each_outcome_reaches_its_final_status_and_each_email_arrives_once(
 
     final = wait_final([m.pk for m in [*messages.values(), newsletter]], timeout=90)
 
-    def outcome(address: str) -> tuple[str, int, str]:
-        m = final[messages[address].pk]
-        return (m.status, m.attempts, m.dead_reason)
+    outcome = outcome_of(final, messages)
 
     assert outcome("ok@example.com") == ("sent", 1, "")
     assert outcome("flaky@example.com") == ("sent", 3, "")

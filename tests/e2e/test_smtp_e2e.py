@@ -13,7 +13,7 @@ from notifications.delivery import message_id_for
 from notifications.models import DeliveryAttempt
 from notifications.services import notify, notify_many
 from notifications.wakeups import DRAIN_TASK
-from tests.e2e.conftest import wait_final
+from tests.e2e.conftest import outcome_of, wait_final
 from tests.fakes.smtp import FakeSMTP
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True),
@@ -59,9 +59,7 @@ def test_smtp_outcomes_reach_their_final_status(smtp: FakeSMTP) -> None:
 
     final = wait_final([m.pk for m in messages.values()], timeout=60)
 
-    def outcome(address: str) -> tuple[str, int, str]:
-        m = final[messages[address].pk]
-        return (m.status, m.attempts, m.dead_reason)
+    outcome = outcome_of(final, messages)
 
     assert outcome("ok@example.com") == ("sent", 1, "")
     assert outcome("greylisted@example.com") == ("sent", 2, "")
