@@ -729,10 +729,12 @@ def main(argv: list[str] | None = None) -> int:
         enqueue_rate = enqueue_ours(args, work)
 
         # Transport ceiling, with the real bytes of one of our emails.
+        from notifications.content import message_render
         from notifications.delivery import build_email
         from notifications.models import Message
 
-        sample = build_email(Message.objects.filter(lane="bulk").order_by("id").first())
+        first = Message.objects.filter(lane="bulk").order_by("id").first()
+        sample = build_email(first, message_render(first))
         data = sample.message().as_bytes(linesep="\r\n")
         log(f"one email is {len(data):,} bytes on the wire (HTML part "
             f"{len(sample.alternatives[0][0].encode()):,} bytes)")

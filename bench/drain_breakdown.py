@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 from bench import delivery as bench  # noqa: E402
 from bench import procstat  # noqa: E402
 
-PHASES = ("claim_batch", "build_email", "send_chunk", "send_one", "record_outcomes", "release",
-          "wake_lane", "wake_taken", "_next_due")
+PHASES = ("claim_batch", "render_batch", "build_email", "send_chunk", "send_one",
+          "record_outcomes", "release", "wake_lane", "wake_taken", "_next_due")
 
 
 class Timers:

@@ -65,18 +65,22 @@ def enqueue_ours(total: int) -> int:
     return queued
 
 
-def enqueue_postoffice(total: int) -> int:
+def enqueue_postoffice(total: int) -> tuple[int, float]:
     from django.conf import settings
     from post_office import mail
 
+    from notifications.content import message_render
     from notifications.models import Message
 
-    rows = list(
-        Message.objects.filter(lane="bulk").order_by("id")
-        .values_list("id", "to_email", "to_name", "subject", "html_body", "text_body")[:total]
-    )
-    if len(rows) < total:
-        raise SystemExit(f"need {total} of our messages to copy from, found {len(rows)}")
+    messages = list(Message.objects.filter(lane="bulk").order_by("id")[:total])
+    if len(messages) < total:
+        raise SystemExit(f"need {total} of our messages to copy from, found {len(messages)}")
+    # post-office is handed finished content: render it here, before its enqueue is timed.
+    rows = []
+    for m in messages:
+        email = message_render(m)
+        rows.append((m.pk, m.to_email, m.to_name, email.subject, email.html, email.text))
+    started = time.perf_counter()
     queued = 0
     for start in range(0, total, CHUNK):
         kwargs_list = [
@@ -92,7 +96,7 @@ def enqueue_postoffice(total: int) -> int:
             for pk, email, name, subject, html, text in rows[start:start + CHUNK]
         ]
         queued += len(mail.send_many(kwargs_list))
-    return queued
+    return queued, time.perf_counter() - started
 
 
 def main() -> None:
@@ -103,11 +107,12 @@ def main() -> None:
     t0 = time.perf_counter()
     if mode == "ours":
         queued = enqueue_ours(total)
+        seconds = time.perf_counter() - t0
     elif mode == "postoffice":
-        queued = enqueue_postoffice(total)
+        queued, seconds = enqueue_postoffice(total)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
-    print(json.dumps({"enqueued": queued, "seconds": time.perf_counter() - t0}))
+    print(json.dumps({"enqueued": queued, "seconds": seconds}))
 
 
 if __name__ == "__main__":

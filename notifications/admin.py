@@ -13,10 +13,13 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from notifications.content import message_render
 from notifications.models import ApiKey, DeliveryAttempt, EventType, Message, Producer
 from notifications.producers import api_key_create, api_key_revoke
 from notifications.selectors import queue_stats
 from notifications.services import message_cancel
+from templates_app.exceptions import TemplateRenderError
+from templates_app.rendering import RenderedEmail
 
 
 class DeliveryAttemptInline(admin.TabularInline):
@@ -41,19 +44,43 @@ class MessageAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     inlines = [DeliveryAttemptInline]
     actions = ["cancel_messages"]
-    readonly_fields = [f.name for f in Message._meta.fields]
+    readonly_fields = [f.name for f in Message._meta.fields] + [
+        "rendered_subject", "rendered_text", "rendered_html"]
     fieldsets = (
         (None, {"fields": ("id", "event_type", "producer", "idempotency_key", "status",
                            "dead_reason", "last_error")}),
         ("Recipient", {"fields": ("to_email", "to_name", "locale", "data")}),
-        ("Email", {"fields": ("template_version", "subject", "text_body", "html_body")}),
+        ("Email (rendered now from the pinned version, as the drain renders it)",
+         {"fields": ("template_version", "rendered_subject", "rendered_text", "rendered_html")}),
         ("Delivery", {"fields": ("lane", "priority", "attempts", "max_attempts",
                                  "next_attempt_at", "expires_at", "lease_until", "lease_token",
                                  "provider_message_id", "sent_at", "created_at", "updated_at")}),
     )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # messages come from notify(), so they are validated and rendered
+        return False  # messages come from notify(), so they are validated
+
+    def _rendered(self, obj: Message) -> RenderedEmail | str:
+        # Rendered per field (three renders of one email are cheap next to a page load).
+        try:
+            return message_render(obj)
+        except TemplateRenderError as exc:
+            return f"Does not render: {exc}"
+
+    @admin.display(description="Subject")
+    def rendered_subject(self, obj: Message) -> str:
+        email = self._rendered(obj)
+        return email if isinstance(email, str) else email.subject
+
+    @admin.display(description="Text part")
+    def rendered_text(self, obj: Message) -> str:
+        email = self._rendered(obj)
+        return email if isinstance(email, str) else email.text
+
+    @admin.display(description="HTML part (source)")
+    def rendered_html(self, obj: Message) -> str:
+        email = self._rendered(obj)
+        return email if isinstance(email, str) else email.html
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None  # the list is browsable; a message is read-only

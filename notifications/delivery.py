@@ -5,7 +5,8 @@ A drain of one lane:
 1. Clears the lane's wake flag, so a message committed from now on enqueues another drain.
 2. Claims a batch in one short transaction (priority first, then due time; SKIP LOCKED on
    PostgreSQL, a serialised conditional UPDATE on SQLite): status `processing`, a lease, attempts+1.
-3. Sends each message over ONE reused backend connection, with no transaction open.
+3. Renders each message from its pinned template version and data (a render error sends it to
+   the DLQ as `render_failed`), then sends over ONE reused backend connection, no transaction open.
 4. Records every outcome with a few statements: `sent`, `retry` (exponential backoff with full
    jitter, never sooner than Retry-After), or `dead` with the reason; one DeliveryAttempt each.
 5. Loops until nothing is due (waiting a little for retries due within its time budget) or the
@@ -39,15 +40,18 @@ from django.db.models import Case, CharField, F, Min, Q, Value, When
 from django.utils import timezone
 
 from notifications import transitions
-from notifications.errors import EXPIRED, PERMANENT, SENT, SendResult, classify
+from notifications.content import message_render, versions_for
+from notifications.errors import EXPIRED, PERMANENT, RENDER, SENT, SendResult, classify
 from notifications.models import CLAIMABLE, DeliveryAttempt, EventType, Message, Status
 from notifications.wakeups import wake_lane, wake_taken
+from templates_app.exceptions import TemplateRenderError
+from templates_app.rendering import RenderedEmail
 
 logger = logging.getLogger(__name__)
 
-# Columns a drain needs; `data` (the producer's payload) is not needed once rendered.
+# Columns a drain needs: the email is rendered from `data` and the pinned version at send time.
 SEND_FIELDS = (
-    "id", "event_type_id", "to_email", "to_name", "subject", "html_body", "text_body",
+    "id", "event_type_id", "to_email", "to_name", "data", "template_version_id",
     "lane", "priority", "status", "attempts", "max_attempts", "expires_at",
     "lease_token", "lease_until", "next_attempt_at",
 )
@@ -143,27 +147,27 @@ def _event_key(event_type_id: int) -> str:
     return _event_keys[event_type_id]
 
 
-def build_email(message: Message) -> EmailMultiAlternatives:
+def build_email(message: Message, rendered: RenderedEmail) -> EmailMultiAlternatives:
     recipient = (
         formataddr((message.to_name, message.to_email)) if message.to_name else message.to_email
     )
     event_key = _event_key(message.event_type_id)
     email = EmailMultiAlternatives(
-        subject=message.subject,
-        body=message.text_body,
+        subject=rendered.subject,
+        body=rendered.text,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[recipient],
         headers={"Message-ID": message_id_for(message.pk), "X-Notification-Id": str(message.pk)},
     )
-    email.attach_alternative(message.html_body, "text/html")
+    email.attach_alternative(rendered.html, "text/html")
     # Anymail passes these to the ESP so its webhooks can be matched back to the message.
     email.metadata = {"notification_id": str(message.pk), "event": event_key}  # type: ignore[attr-defined]
     email.tags = [event_key]  # type: ignore[attr-defined]
     return email
 
 
-def send_one(backend: Any, message: Message) -> SendResult:
-    email = build_email(message)
+def send_one(backend: Any, message: Message, rendered: RenderedEmail) -> SendResult:
+    email = build_email(message, rendered)
     try:
         backend.send_messages([email])
     except Exception as exc:  # every transport's errors are classified, none escapes
@@ -265,7 +269,7 @@ def _record_failure(
     error = f"{result.error_class}: {result.error_message}".strip(": ")
     reason = ""
     if result.outcome == PERMANENT:
-        reason = "permanent_error"
+        reason = "render_failed" if result.error_code == RENDER else "permanent_error"
     elif result.outcome == EXPIRED:
         reason = "expired"
     elif message.attempts >= message.max_attempts:
@@ -302,12 +306,31 @@ def release(messages: Sequence[Message], token: UUID, *, delay: float, reason: s
 SEND_CHUNK = 50
 
 
-def send_chunk(backend: Any, messages: Sequence[Message]) -> list[SendResult | None]:
-    """Send `messages`; one SendResult each, or None where a message was never attempted."""
+Ready = tuple[Message, RenderedEmail]
+
+
+def render_batch(messages: Sequence[Message]) -> tuple[list[Ready], list[Outcome]]:
+    """Render each message from its pinned version; a render error is a permanent failure."""
+    versions = versions_for(messages)
+    ready: list[Ready] = []
+    failed: list[Outcome] = []
+    for message in messages:
+        try:
+            ready.append((message, message_render(message, versions[message.template_version_id])))
+        except TemplateRenderError as exc:
+            result = SendResult(PERMANENT, error_class="TemplateRenderError", error_code=RENDER,
+                                error_message=str(exc))
+            failed.append(Outcome(message, result, timezone.now(), 0))
+    return ready, failed
+
+
+def send_chunk(backend: Any, ready: Sequence[Ready]) -> list[SendResult | None]:
+    """Send rendered messages; one SendResult each, or None where one was never attempted."""
     send_each = getattr(backend, "send_each", None)
     if send_each is None:
-        return [send_one(backend, m) for m in messages]
-    emails = [build_email(m) for m in messages]
+        return [send_one(backend, m, rendered) for m, rendered in ready]
+    messages = [m for m, _ in ready]
+    emails = [build_email(m, rendered) for m, rendered in ready]
     try:
         errors = send_each(emails)
     except Exception as exc:  # e.g. the connection could not be opened: nothing went out
@@ -336,18 +359,20 @@ def process_batch(backend: Any, batch: list[Message], breaker: Breaker) -> Drain
             outcomes.append(Outcome(message, expired, now, 0))
         else:
             live.append(message)
+    ready, failed = render_batch(live) if live else ([], [])
+    outcomes.extend(failed)
     chunk = SEND_CHUNK if hasattr(backend, "send_each") else 1
     untried: list[Message] = []
     never_sent: list[Message] = []
-    for start in range(0, len(live), chunk):
+    for start in range(0, len(ready), chunk):
         if breaker.open:
-            untried = live[start:]
+            untried = [m for m, _ in ready[start:]]
             break
-        part = live[start:start + chunk]
+        part = ready[start:start + chunk]
         started, t0 = timezone.now(), time.monotonic()
         results = send_chunk(backend, part)
         each_ms = int((time.monotonic() - t0) * 1000 / len(part))
-        for message, result in zip(part, results, strict=True):
+        for (message, _), result in zip(part, results, strict=True):
             if result is None:
                 never_sent.append(message)
                 continue

@@ -23,6 +23,7 @@ from anymail.exceptions import (
 
 SENT, TRANSIENT, PERMANENT, UNKNOWN = "sent", "transient", "permanent", "unknown"
 EXPIRED = "expired"  # never tried: the message was past its expiry when claimed
+RENDER = "render"  # error_code of a PERMANENT result: the template did not render at send time
 
 
 @dataclass(frozen=True)

@@ -54,8 +54,3 @@ class InvalidSendAt(NotifyError):
 class TemplateUnavailable(NotifyError):
     code = "template_unavailable"
     field = "event"
-
-
-class RenderFailed(NotifyError):
-    code = "render_failed"
-    field = "data"

@@ -112,14 +112,12 @@ class Message(models.Model):
     locale = models.CharField(max_length=16, default="en")
     data = models.JSONField(default=dict, blank=True)
 
-    # The rendered email is a snapshot taken at enqueue time from the pinned template version:
-    # render errors reach the producer, and a template edit never changes a queued email.
+    # The version is pinned at enqueue time and rendered with `data` when the message is sent
+    # (notifications/content.py): versions are immutable, so a template edit never changes a
+    # queued email, and the row stays small.
     template_version = models.ForeignKey(
         "templates_app.TemplateVersion", on_delete=models.PROTECT, related_name="messages"
     )
-    subject = models.CharField(max_length=500)
-    html_body = models.TextField()
-    text_body = models.TextField()
 
     lane = models.CharField(max_length=20, choices=Lane.choices)
     priority = models.PositiveSmallIntegerField(default=5)

@@ -1,6 +1,7 @@
 """Producer-side services: the one way into the queue.
 
-`notify()` validates, renders, inserts and wakes the lane on commit. Called inside the caller's
+`notify()` validates, pins the template version, inserts and wakes the lane on commit; the drain
+renders the email when it sends it (notifications/content.py). Called inside the caller's
 transaction it is a transactional outbox: if the caller rolls back, the Message row is gone and
 the wake-up never fires, so nothing is sent.
 """
@@ -30,15 +31,13 @@ from notifications.exceptions import (
     InvalidRecipient,
     InvalidSendAt,
     NotifyError,
-    RenderFailed,
     TemplateUnavailable,
     UnknownEvent,
 )
 from notifications.models import EventType, LaneState, Message, Producer
 from notifications.wakeups import wake_lane_on_commit
-from templates_app.exceptions import NoActiveTemplateVersion, TemplateRenderError
+from templates_app.exceptions import NoActiveTemplateVersion
 from templates_app.models import TemplateVersion
-from templates_app.rendering import render_version
 from templates_app.selectors import template_version_active
 
 INTERNAL_PRODUCER = "internal"
@@ -94,7 +93,7 @@ def notify(
     """Queue one email for `event` to `to`. Returns the Message (the existing one on a replay).
 
     Raises a NotifyError subclass (unknown event, data failing the schema with its path, bad
-    address, bad locale, render error); nothing is written then.
+    address, bad locale, no active template); nothing is written then.
     """
     return notify_created(
         event=event, to=to, data=data, locale=locale, idempotency_key=idempotency_key,
@@ -263,7 +262,7 @@ def _request_from(item: Mapping[str, Any]) -> EventRequest:
 
 
 def _build(request: EventRequest, producer: Producer, found: _Lookups) -> Message:
-    """Validate one request and return an unsaved Message with its email rendered."""
+    """Validate one request and return an unsaved Message pinned to the active template version."""
     if not isinstance(request.event, str) or not request.event:
         raise UnknownEvent("an event name is required")
     event_type = found.event_type(request.event)
@@ -281,11 +280,6 @@ def _build(request: EventRequest, producer: Producer, found: _Lookups) -> Messag
     if timezone.is_naive(due):
         raise InvalidSendAt("must include a time zone")
     version = found.version(event_type, locale)
-    try:
-        context = {**data, "recipient": {"email": to_email, "name": to_name}}
-        rendered = render_version(version, context)
-    except TemplateRenderError as exc:
-        raise RenderFailed(f"template {event_type.template.key!r} failed to render: {exc}") from exc
     return Message(
         event_type=event_type,
         producer=producer,
@@ -296,9 +290,6 @@ def _build(request: EventRequest, producer: Producer, found: _Lookups) -> Messag
         locale=locale,
         data=data,
         template_version=version,
-        subject=rendered.subject,
-        html_body=rendered.html,
-        text_body=rendered.text,
         lane=event_type.lane,
         priority=event_type.priority,
         max_attempts=event_type.max_attempts,

@@ -159,19 +159,31 @@ def _render(compiled: _CompiledVersion, context: Mapping[str, Any]) -> RenderedE
     return RenderedEmail(subject=" ".join(subject.split()), html=html, text=text)
 
 
-def render_version(version: TemplateVersion, context: Mapping[str, Any]) -> RenderedEmail:
-    """Render a saved version; its compiled templates are cached (hot path of bulk sends)."""
+def _compiled_version(version: TemplateVersion) -> _CompiledVersion:
     sources = (version.subject, version.html_body, version.text_body or "")
     try:
         if version.pk is None:
-            compiled = _compile(*sources)
-        else:
-            compiled = _compile_cached(version.pk, *sources)
+            return _compile(*sources)
+        return _compile_cached(version.pk, *sources)
     except TemplateCompileError as exc:
         raise TemplateRenderError(
             f"Template version {version.pk} does not compile: {exc}", field=exc.field
         ) from exc
-    return _render(compiled, context)
+
+
+def render_version(version: TemplateVersion, context: Mapping[str, Any]) -> RenderedEmail:
+    """Render a saved version; its compiled templates are cached (hot path of bulk sends)."""
+    return _render(_compiled_version(version), context)
+
+
+def render_subject(version: TemplateVersion, context: Mapping[str, Any]) -> str | None:
+    """Only the subject line (for listings and the API), or None if it does not render."""
+    try:
+        subject = _render_field("subject", _compiled_version(version).subject, context,
+                                autoescape=False)
+    except TemplateRenderError:
+        return None
+    return " ".join(subject.split())
 
 
 def render_source(

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from notifications.content import message_subject
 from notifications.models import Message
 from notifications.services import LOCALE_RE, EventRequest
 
@@ -120,9 +121,9 @@ def _send_at(value: Any) -> tuple[Any, str | None]:
     return parsed, None
 
 
-def message_payload(message: Message, *, attempts: bool = False) -> dict[str, Any]:
-    """The API's message representation (MessageSerializer documents it)."""
-    return {
+def message_payload(message: Message, *, detail: bool = False) -> dict[str, Any]:
+    """The API's message representation (MessageSerializer and MessageDetailSerializer)."""
+    payload = {
         "id": message.pk,
         "status": message.status,
         "event": message.event_type.key,
@@ -131,7 +132,6 @@ def message_payload(message: Message, *, attempts: bool = False) -> dict[str, An
         "to": {"email": message.to_email, "name": message.to_name},
         "locale": message.locale,
         "idempotency_key": message.idempotency_key,
-        "subject": message.subject,
         "attempts": message.attempts,
         "max_attempts": message.max_attempts,
         "send_at": message.next_attempt_at,
@@ -141,7 +141,10 @@ def message_payload(message: Message, *, attempts: bool = False) -> dict[str, An
         "created_at": message.created_at,
         "updated_at": message.updated_at,
         "sent_at": message.sent_at,
-        "attempt_log": [
+    }
+    if detail:
+        payload["subject"] = message_subject(message)
+        payload["attempt_log"] = [
             {
                 "number": a.number,
                 "started_at": a.started_at,
@@ -151,5 +154,5 @@ def message_payload(message: Message, *, attempts: bool = False) -> dict[str, An
                 else a.error_message,
             }
             for a in message.delivery_attempts.all()
-        ] if attempts else [],
-    }
+        ]
+    return payload

@@ -119,28 +119,34 @@ class AttemptSerializer(serializers.ModelSerializer):
 
 
 class MessageSerializer(serializers.ModelSerializer):
+    """A message as the write endpoints answer it (documentation only: parsing.message_payload)."""
+
     event = serializers.CharField(source="event_type.key")
     to = serializers.SerializerMethodField()
     send_at = serializers.DateTimeField(source="next_attempt_at")
-    attempt_log = serializers.SerializerMethodField()
 
     class Meta:
         model = Message
         fields = [
             "id", "status", "event", "lane", "priority", "to", "locale", "idempotency_key",
-            "subject", "attempts", "max_attempts", "send_at", "expires_at", "last_error",
-            "dead_reason", "created_at", "updated_at", "sent_at", "attempt_log",
+            "attempts", "max_attempts", "send_at", "expires_at", "last_error",
+            "dead_reason", "created_at", "updated_at", "sent_at",
         ]
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_to(self, message: Message) -> dict[str, str]:
         return {"email": message.to_email, "name": message.to_name}
 
-    @extend_schema_field(AttemptSerializer(many=True))
-    def get_attempt_log(self, message: Message) -> list[dict[str, Any]]:
-        if not self.context.get("with_attempts"):
-            return []
-        return AttemptSerializer(message.delivery_attempts.all(), many=True).data
+
+class MessageDetailSerializer(MessageSerializer):
+    """A message with its subject (rendered from the pinned version) and its attempt log."""
+
+    subject = serializers.CharField(
+        allow_null=True, help_text="Rendered from the pinned template version; null if it fails.")
+    attempt_log = AttemptSerializer(many=True)
+
+    class Meta(MessageSerializer.Meta):
+        fields = [*MessageSerializer.Meta.fields, "subject", "attempt_log"]
 
 
 class EventTypeSerializer(serializers.ModelSerializer):

@@ -23,6 +23,7 @@ from notifications.api.serializers import (
     ErrorSerializer,
     EventInputSerializer,
     EventTypeSerializer,
+    MessageDetailSerializer,
     MessageSerializer,
 )
 from notifications.api.throttling import ProducerRateThrottle
@@ -71,7 +72,8 @@ class ProducerAPIView(APIView):
         ))
 
     def own_messages(self) -> QuerySet[Message]:
-        return Message.objects.filter(producer=self.producer).select_related("event_type")
+        return Message.objects.filter(producer=self.producer).select_related(
+            "event_type", "template_version")
 
 
 def _check_lane(lane: str) -> None:
@@ -183,19 +185,19 @@ def _item_result(index: int, event_request: EventRequest, outcome: Message | Not
 
 class MessageDetailView(ProducerAPIView):
     @extend_schema(operation_id="messages_retrieve",
-                   responses={200: MessageSerializer, 401: ERRORS[401],
+                   responses={200: MessageDetailSerializer, 401: ERRORS[401],
                               404: OpenApiResponse(ErrorSerializer)},
                    summary="A message with its attempts")
     def get(self, request: Request, pk: int) -> Response:
         message = self.own_messages().filter(pk=pk).first()
         if message is None:
             raise NotFound("No such message.")
-        return Response(message_payload(message, attempts=True))
+        return Response(message_payload(message, detail=True))
 
 
 class MessageCancelView(ProducerAPIView):
     @extend_schema(operation_id="messages_cancel", request=None,
-                   responses={200: MessageSerializer, 401: ERRORS[401],
+                   responses={200: MessageDetailSerializer, 401: ERRORS[401],
                               404: OpenApiResponse(ErrorSerializer),
                               409: OpenApiResponse(ErrorSerializer)},
                    summary="Cancel a message that is not sent yet")
@@ -210,7 +212,7 @@ class MessageCancelView(ProducerAPIView):
                 "cancelled.", code="not_cancellable",
             )
         message.refresh_from_db()
-        return Response(message_payload(message))
+        return Response(message_payload(message, detail=True))
 
 
 class EventTypeListView(ProducerAPIView):

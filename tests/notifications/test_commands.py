@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
+from notifications.content import message_subject
 from notifications.models import EventType, Message
 from notifications.services import notify
 from notifications.transitions import TRANSITIONS
@@ -54,7 +55,7 @@ def test_send_event_queues_a_message() -> None:
 
     message = Message.objects.get()
     assert f"queued message {message.pk}" in out
-    assert message.subject == "Reset your password"
+    assert message_subject(message) == "Reset your password"
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,8 @@ from notifications.delivery import claim_batch, drain_lane, message_id_for
 from notifications.models import DeliveryAttempt, LaneState, Message, Status
 from notifications.services import notify
 from notifications.sweeper import sweep_lane
+from templates_app.models import TemplateVersion
+from templates_app.services import template_version_create
 from tests.fakes.postmark import FakePostmark
 
 ORDER = {"order_id": 7, "total": "$5", "items": [{"name": "Tea", "qty": 1}]}
@@ -61,6 +63,41 @@ def test_it_sends_through_anymail_with_a_stable_message_id_and_metadata(
     assert message.provider_message_id == received.postmark_message_id
     [attempt] = message.delivery_attempts.all()
     assert (attempt.outcome, attempt.number) == ("sent", 1)
+
+
+def test_it_renders_at_send_time_from_the_version_pinned_at_enqueue(outbox: list[Any]) -> None:
+    message = order("ann@example.com")
+    template_version_create(template=message.event_type.template, locale="en",
+                            subject="NEW {{ order_id }}", html_body="<p>new</p>")
+
+    drain()
+
+    [email] = outbox
+    assert email.subject == "Order 7 confirmed"
+    assert "1 × Tea" in email.body  # the text part, derived from the HTML
+    assert "[" not in email.subject and "<" not in email.body
+    html, mimetype = email.alternatives[0]
+    assert mimetype == "text/html" and "<b>7</b>" in html and "style=" in html  # CSS inlined
+
+
+def test_a_message_that_fails_to_render_goes_to_the_dlq_and_the_rest_are_sent(
+    outbox: list[Any],
+) -> None:
+    broken = order("broken@example.com")
+    TemplateVersion.objects.filter(pk=broken.template_version_id).update(
+        html_body="{% load secrets %}")  # as if saved before a rule tightened
+    fine = notify(event="password.reset", to="ok@example.com", data={"reset_url": "https://x.io/r"})
+
+    report = drain()
+
+    broken.refresh_from_db()
+    assert (broken.status, broken.dead_reason, report.dead, report.sent) == (
+        Status.DEAD, "render_failed", 1, 1)
+    assert "does not compile" in broken.last_error
+    [attempt] = broken.delivery_attempts.all()
+    assert (attempt.outcome, attempt.error_class) == ("permanent", "TemplateRenderError")
+    assert [m.to for m in outbox] == [["ok@example.com"]]
+    assert Message.objects.get(pk=fine.pk).status == Status.SENT
 
 
 def test_it_sends_the_most_urgent_first(outbox: list[Any]) -> None:

@@ -357,10 +357,16 @@ SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 
 
 @pytest.fixture
-def sink() -> Iterator[tuple[int, Path]]:
-    """smtp-sink on a free port, dumping each transaction into its own file."""
+def smtp_sink() -> str:
+    """The smtp-sink binary (.ci/run installs Postfix; a dev machine may not have it)."""
     if not Path(SMTP_SINK).exists():
-        pytest.skip("Postfix smtp-sink is not installed")
+        pytest.skip("Postfix smtp-sink is not installed (apt-get install postfix)")
+    return SMTP_SINK
+
+
+@pytest.fixture
+def sink(smtp_sink: str) -> Iterator[tuple[int, Path]]:
+    """smtp-sink on a free port, dumping each transaction into its own file."""
     port = free_port()
     # smtp-sink writes as the unprivileged postfix user: pytest's tmp_path (under a 0700
     # directory) is out of its reach.
@@ -368,7 +374,7 @@ def sink() -> Iterator[tuple[int, Path]]:
         dump = Path(directory)
         dump.chmod(0o777)
         process = subprocess.Popen(
-            [SMTP_SINK, "-u", "postfix", "-d", f"{dump}/%H%M%S.", f"127.0.0.1:{port}", "100"],
+            [smtp_sink, "-u", "postfix", "-d", f"{dump}/%H%M%S.", f"127.0.0.1:{port}", "100"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:
@@ -407,12 +413,12 @@ def test_it_pipelines_a_batch_into_smtp_sink(sink: tuple[int, Path]) -> None:
     assert html == HTML
 
 
-def test_it_survives_smtp_sink_refusing_rcpt(tmp_path: Path) -> None:
+def test_it_survives_smtp_sink_refusing_rcpt(smtp_sink: str) -> None:
     """smtp-sink -r RCPT answers every RCPT with 4xx: each message is refused, and the
     connection stays usable (DATA is rejected, RSET clears the transaction)."""
     port = free_port()
     process = subprocess.Popen(
-        [SMTP_SINK, "-u", "postfix", "-r", "RCPT", f"127.0.0.1:{port}", "100"],
+        [smtp_sink, "-u", "postfix", "-r", "RCPT", f"127.0.0.1:{port}", "100"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
