@@ -212,8 +212,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": ["notifications.api.authentication.BearerKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["notifications.api.renderers.ORJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["notifications.api.renderers.ORJSONRenderer"],
     "EXCEPTION_HANDLER": "notifications.api.errors.handle",
     "UNAUTHENTICATED_USER": None,
 }

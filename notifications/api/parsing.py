@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from rest_framework.exceptions import ValidationError
 
 from notifications.content import message_subject
 from notifications.models import Message
@@ -80,6 +81,26 @@ def parse_event(body: Any) -> tuple[EventRequest | None, Errors]:
         return None, errors
     return EventRequest(event=event, to=to, data=data, locale=locale, idempotency_key=key,
                         send_at=send_at), {}
+
+
+def parse_batch(body: Any) -> list[Any]:
+    """The events of a batch body (each still to be parsed on its own), or ValidationError."""
+    if not isinstance(body, dict):
+        raise ValidationError({"non_field_errors": ["Body must be a JSON object."]})
+    errors: Errors = {name: ["Unknown field."] for name in sorted(set(body) - {"events"})}
+    events = body.get("events")
+    limit = settings.NOTIFY_API["BATCH_MAX"]
+    if events is None:
+        errors["events"] = [REQUIRED]
+    elif not isinstance(events, list):
+        errors["events"] = [f'Expected a list of items but got type "{type(events).__name__}".']
+    elif not events:
+        errors["events"] = ["This list may not be empty."]
+    elif len(events) > limit:
+        errors["events"] = [f"At most {limit} events per batch."]
+    if errors:
+        raise ValidationError(errors)
+    return events
 
 
 def _recipient(value: Any, errors: Errors) -> dict[str, str]:

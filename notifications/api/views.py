@@ -16,7 +16,7 @@ from notifications import lookups
 from notifications.api import backpressure
 from notifications.api.authentication import BearerKeyAuthentication, ProducerUser
 from notifications.api.errors import Backpressure, Conflict, error_body
-from notifications.api.parsing import message_payload, parse_event
+from notifications.api.parsing import message_payload, parse_batch, parse_event
 from notifications.api.serializers import (
     BatchInputSerializer,
     BatchResultSerializer,
@@ -128,11 +128,7 @@ class EventBatchView(ProducerAPIView):
         responses={202: BatchResultSerializer, **ERRORS}, summary="Publish up to 1,000 events",
     )
     def post(self, request: Request) -> Response:
-        if not isinstance(request.data, dict):
-            raise ValidationError({"non_field_errors": ["Body must be a JSON object."]})
-        outer = BatchInputSerializer(data=request.data)
-        outer.is_valid(raise_exception=True)
-        items = outer.validated_data["events"]
+        items = parse_batch(request.data)
         results: list[dict[str, Any] | None] = [None] * len(items)
         valid: list[tuple[int, EventRequest]] = []
         allowed = self.allowed_events()

@@ -199,3 +199,37 @@ def test_configuration_changes_apply_at_once_despite_the_lookup_cache() -> None:
     event_type.lane = "bulk"
     event_type.save()
     assert notify(event="order.placed", to="bob@example.com", data=ORDER).lane == "bulk"
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_key_stored_by_a_concurrent_request_resolves_to_the_stored_message(
+    monkeypatch: pytest.MonkeyPatch, batch: bool,
+) -> None:
+    """The key check and the insert are not atomic: when another request stores the same key in
+    between, the unique constraint stops the insert (COPY/INSERT on PostgreSQL, the ORM on SQLite)
+    and the caller gets the stored message instead of an error or a duplicate."""
+    from notifications import services
+
+    winner = notify(event="order.placed", to="ann@example.com", data=ORDER, idempotency_key="k")
+    real_existing = services._existing
+    calls = []
+
+    def not_yet_visible(producer: Any, keys: list[str]) -> Any:
+        calls.append(keys)
+        return {} if len(calls) == 1 else real_existing(producer, keys)
+
+    monkeypatch.setattr(services, "_existing", not_yet_visible)
+    if batch:
+        other = EventRequest(event="order.placed", to="bob@example.com", data=ORDER,
+                             idempotency_key="other")
+        same = EventRequest(event="order.placed", to="ann@example.com", data=ORDER,
+                            idempotency_key="k")
+        results = notify_many([other, same])
+        assert results[1].pk == winner.pk
+        assert isinstance(results[0], Message) and results[0].pk != winner.pk
+    else:
+        again = notify(event="order.placed", to="ann@example.com", data=ORDER,
+                       idempotency_key="k")
+        assert again.pk == winner.pk
+    assert len(calls) >= 2  # the insert really failed and was resolved
+    assert Message.objects.filter(idempotency_key="k").count() == 1

@@ -1,0 +1,73 @@
+"""Writing new Message rows, the hot path of ingest.
+
+On PostgreSQL a batch is written with COPY (ids taken from the table's sequence in one query
+first, so the caller still gets every message's id), and a single message with one prepared
+`INSERT ... RETURNING id`. Both skip the ORM's per-field, per-row preparation, which was most of
+a 1,000-event batch's CPU. Other databases (SQLite in development) use the ORM as before.
+
+A unique-constraint violation (an idempotency key stored meanwhile by another request) surfaces
+as django.db.IntegrityError either way, and nothing of the batch is written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from django.db import IntegrityError, connections, router
+from django.utils import timezone
+
+from notifications.models import Message
+
+_TABLE = Message._meta.db_table
+_FIELDS = [f for f in Message._meta.concrete_fields if not f.primary_key]
+_COLUMNS = ", ".join(f'"{f.column}"' for f in _FIELDS)
+_JSON_COLUMNS = {i for i, f in enumerate(_FIELDS) if f.get_internal_type() == "JSONField"}
+_SINGLE_SQL = (
+    f'INSERT INTO "{_TABLE}" ({_COLUMNS}) VALUES ({", ".join(["%s"] * len(_FIELDS))}) '
+    'RETURNING "id"'
+)
+_COPY_SQL = f'COPY "{_TABLE}" ("id", {_COLUMNS}) FROM STDIN'
+_IDS_SQL = "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)"
+
+
+def _row(message: Message) -> list[Any]:
+    row = [getattr(message, f.attname) for f in _FIELDS]
+    for index in _JSON_COLUMNS:
+        row[index] = json.dumps(row[index])  # what JSONField stores (no custom encoder)
+    return row
+
+
+def _saved(messages: Sequence[Message], ids: Sequence[int]) -> None:
+    for pk, message in zip(ids, messages, strict=True):
+        message.pk = pk
+        message._state.adding = False
+
+
+def insert_messages(messages: Sequence[Message]) -> None:
+    """Insert new, unsaved messages, setting their pk. Call inside a transaction for a batch."""
+    if not messages:
+        return
+    connection = connections[router.db_for_write(Message)]
+    if connection.vendor != "postgresql":
+        Message.objects.bulk_create(messages)
+        return
+    now = timezone.now()
+    for message in messages:
+        message.created_at = message.updated_at = now  # what auto_now(_add) would set
+    try:
+        with connection.cursor() as cursor:
+            if len(messages) == 1:
+                cursor.execute(_SINGLE_SQL, _row(messages[0]))
+                _saved(messages, [cursor.fetchone()[0]])
+                return
+            cursor.execute(_IDS_SQL, [_TABLE, len(messages)])
+            ids = [pk for (pk,) in cursor.fetchall()]
+            with cursor.cursor.copy(_COPY_SQL) as copy:
+                for pk, message in zip(ids, messages, strict=True):
+                    copy.write_row([pk, *_row(message)])
+    except psycopg.IntegrityError as exc:  # COPY bypasses Django's error wrapping
+        raise IntegrityError(*exc.args) from exc
+    _saved(messages, ids)
