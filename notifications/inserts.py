@@ -21,6 +21,13 @@ from django.utils import timezone
 
 from notifications.models import Message
 
+_CONCRETE = Message._meta.concrete_fields
+_POSITION = {f.attname: i for i, f in enumerate(_CONCRETE)}
+_CALLABLE_DEFAULTS = [(i, f) for i, f in enumerate(_CONCRETE)
+                      if f.has_default() and callable(f.default)]
+_STATIC_DEFAULTS = [None if (i, f) in _CALLABLE_DEFAULTS else f.get_default()
+                    for i, f in enumerate(_CONCRETE)]
+
 _TABLE = Message._meta.db_table
 _FIELDS = [f for f in Message._meta.concrete_fields if not f.primary_key]
 _COLUMNS = ", ".join(f'"{f.column}"' for f in _FIELDS)
@@ -31,6 +38,20 @@ _SINGLE_SQL = (
 )
 _COPY_SQL = f'COPY "{_TABLE}" ("id", {_COLUMNS}) FROM STDIN'
 _IDS_SQL = "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)"
+
+
+def new_message(**values: Any) -> Message:
+    """An unsaved Message from column values (attnames), defaults for the rest.
+
+    Same object as Message(**values), built positionally: Model.__init__ with keywords looks every
+    field's default up again, which was the largest single cost of building a batch.
+    """
+    row = _STATIC_DEFAULTS.copy()
+    for index, field in _CALLABLE_DEFAULTS:
+        row[index] = field.get_default()
+    for name, value in values.items():
+        row[_POSITION[name]] = value
+    return Message(*row)
 
 
 def _row(message: Message) -> list[Any]:

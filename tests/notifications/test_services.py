@@ -233,3 +233,17 @@ def test_a_key_stored_by_a_concurrent_request_resolves_to_the_stored_message(
         assert again.pk == winner.pk
     assert len(calls) >= 2  # the insert really failed and was resolved
     assert Message.objects.filter(idempotency_key="k").count() == 1
+
+
+def test_new_message_builds_the_same_object_as_the_model_constructor() -> None:
+    from notifications.inserts import new_message
+
+    values = {"event_type_id": 1, "producer_id": 2, "to_email": "a@example.com", "locale": "en",
+              "template_version_id": 3, "lane": "bulk", "priority": 9,
+              "next_attempt_at": timezone.now()}
+    fast, slow = new_message(**values), Message(**values)
+
+    fields = [f.attname for f in Message._meta.concrete_fields]
+    assert [getattr(fast, f) for f in fields] == [getattr(slow, f) for f in fields]
+    assert fast.data == {} and fast.data is not new_message(**values).data
+    assert fast._state.adding and fast.pk is None
