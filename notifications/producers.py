@@ -8,12 +8,14 @@ bits, so there is nothing to brute-force, and every API request pays for the che
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
+from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from notifications.models import ApiKey, EventType, Producer
@@ -57,15 +59,44 @@ def api_key_revoke(*, key: ApiKey) -> None:
 
 
 def api_key_authenticate(token: str) -> ApiKey | None:
-    """The active key this token belongs to, with its producer, or None."""
+    """The active key this token belongs to, with its producer, or None.
+
+    Every API request runs this, uncached so that a revocation takes effect at once. One plain
+    SQL statement: building the equivalent select_related() query through the ORM was ~40% of a
+    single-event request's CPU.
+    """
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
         return None
-    key = (
-        ApiKey.objects.select_related("producer")
-        .filter(prefix=parts[1], revoked_at__isnull=True, producer__is_active=True)
-        .first()
-    )
-    if key is None or not hmac.compare_digest(key.key_hash, _hash(token)):
+    with connection.cursor() as cursor:
+        cursor.execute(_auth_sql(), [parts[1]])
+        row = cursor.fetchone()
+    if row is None:
         return None
+    key_fields, producer_fields = _auth_fields()
+    key = ApiKey.from_db(connection.alias, [f.attname for f in key_fields], row[:len(key_fields)])
+    if not hmac.compare_digest(key.key_hash, _hash(token)):
+        return None
+    producer = Producer.from_db(connection.alias, [f.attname for f in producer_fields],
+                                row[len(key_fields):])
+    ApiKey._meta.get_field("producer").set_cached_value(key, producer)
     return key
+
+
+@functools.cache
+def _auth_fields() -> tuple[list[Any], list[Any]]:
+    return list(ApiKey._meta.concrete_fields), list(Producer._meta.concrete_fields)
+
+
+@functools.cache
+def _auth_sql() -> str:
+    q = connection.ops.quote_name
+    key_fields, producer_fields = _auth_fields()
+    columns = [f"k.{q(f.column)}" for f in key_fields] + [
+        f"p.{q(f.column)}" for f in producer_fields]
+    return (
+        f"SELECT {', '.join(columns)} FROM {q(ApiKey._meta.db_table)} k "
+        f"JOIN {q(Producer._meta.db_table)} p ON p.{q('id')} = k.{q('producer_id')} "
+        f"WHERE k.{q('prefix')} = %s AND k.{q('revoked_at')} IS NULL "
+        f"AND p.{q('is_active')} LIMIT 1"
+    )
