@@ -22,9 +22,11 @@ What it does (docs/performance-api.md has the method and the figures):
 4. Batches: wrk (bench/api_lua/batch.lua) POSTs 1,000 marketing.newsletter events per request
    on fewer connections. Reports accepted events/s (from the answers' "accepted") and latency.
 5. Baseline: django-post-office 3.12 `mail.send(..., priority="medium")` N times in one process
-   (queued, not sent), then `mail.send_many` in chunks of 1,000, with the same rendered order
-   confirmation our API stored. This is the cost of enqueueing without HTTP, auth, validation
-   or rendering: a ceiling a producer calling post-office in-process would see.
+   (queued, not sent), then `mail.send_many` in chunks of 1,000, with the order confirmation
+   our drain renders for a message the API queued (post-office stores the finished email; we
+   store the data and pinned template version and render when sending). This is the cost of
+   enqueueing without HTTP, auth or validation: what a producer calling post-office in-process
+   would pay.
 6. Counts the SQL queries of one single-event request and of one batch (Django test client
    against the bench database, CaptureQueriesContext).
 7. Prints the table with the goals, writes it between markers into docs/performance-api.md
@@ -528,7 +530,7 @@ def _short(frame: str) -> str:
 
 
 HOT = ("notifications/", "templates_app/", "rest_framework/", "django/db/", "psycopg/",
-       "django/template/", "email_validator/", "jsonschema/", "css_inline", "html2text/",
+       "django/template/", "email_validator/", "jsonschema/", "fastjsonschema", "orjson",
        "django/core/handlers", "gunicorn/", "json/", "hashlib")
 
 

@@ -69,8 +69,11 @@ def test_a_message_shows_its_attempts_and_only_to_its_producer(api: APIClient,
     created = api.post("/api/v1/events/", event(), format="json").json()
     drain_lane("transactional", budget=2)
 
+    assert "subject" not in created and "attempt_log" not in created  # rendered when sent
     body = api.get(f"/api/v1/messages/{created['id']}/").json()
     assert body["status"] == "sent"
+    assert body["subject"] == f"Order {ORDER['order_id']} confirmed"
+    assert body["send_at"].endswith("Z") and body["created_at"] == created["created_at"]
     assert [(a["number"], a["outcome"]) for a in body["attempt_log"]] == [(1, "sent")]
 
     other = producer_get_or_create(name="user-service", events=["order.placed"])

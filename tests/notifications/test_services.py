@@ -247,3 +247,24 @@ def test_new_message_builds_the_same_object_as_the_model_constructor() -> None:
     assert [getattr(fast, f) for f in fields] == [getattr(slow, f) for f in fields]
     assert fast.data == {} and fast.data is not new_message(**values).data
     assert fast._state.adding and fast.pk is None
+
+
+def test_a_batch_stores_awkward_data_and_names_exactly() -> None:
+    """COPY (PostgreSQL) escapes tabs, newlines, backslashes and quotes: check round trips."""
+    data = {"headline": "Tab\there\nnew line \\ back \\N \"quoted\" ü 🎉", "body": "\r\n\x01",
+            "nested": {"list": [1, 2.5, None, True, "\\t"]}}
+    items = [EventRequest(event="marketing.newsletter", to={"email": f"r{n}@example.com",
+                                                            "name": f"Ré\\ader\t{n}"},
+                          data={**data, "headline": data["headline"] + str(n)}, locale="pt-BR")
+             for n in range(3)]
+
+    results = notify_many(items)
+
+    assert all(isinstance(r, Message) and r.pk for r in results)
+    stored = {m.pk: m for m in Message.objects.filter(pk__in=[r.pk for r in results])}
+    for n, result in enumerate(results):
+        row = stored[result.pk]
+        assert row.data == {**data, "headline": data["headline"] + str(n)}
+        assert (row.to_name, row.locale, row.status, row.attempts) == (
+            f"Ré\\ader\t{n}", "pt-BR", Status.PENDING, 0)
+        assert row.created_at == result.created_at and row.idempotency_key is None
