@@ -17,20 +17,19 @@ from typing import Any
 
 import psycopg
 from django.db import IntegrityError, connections, router
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 from notifications.models import Message
 
 _CONCRETE = Message._meta.concrete_fields
-_POSITION = {f.attname: i for i, f in enumerate(_CONCRETE)}
-_CALLABLE_DEFAULTS = [(i, f) for i, f in enumerate(_CONCRETE)
-                      if f.has_default() and callable(f.default)]
-_STATIC_DEFAULTS = [None if (i, f) in _CALLABLE_DEFAULTS else f.get_default()
-                    for i, f in enumerate(_CONCRETE)]
+_CALLABLE_DEFAULTS = [f for f in _CONCRETE if f.has_default() and callable(f.default)]
+_STATIC_DEFAULTS = {f.attname: f.get_default() for f in _CONCRETE if f not in _CALLABLE_DEFAULTS}
 
 _TABLE = Message._meta.db_table
 _FIELDS = [f for f in Message._meta.concrete_fields if not f.primary_key]
 _COLUMNS = ", ".join(f'"{f.column}"' for f in _FIELDS)
+_ATTNAMES = [f.attname for f in _FIELDS]
 _JSON_COLUMNS = {i for i, f in enumerate(_FIELDS) if f.get_internal_type() == "JSONField"}
 _SINGLE_SQL = (
     f'INSERT INTO "{_TABLE}" ({_COLUMNS}) VALUES ({", ".join(["%s"] * len(_FIELDS))}) '
@@ -43,19 +42,23 @@ _IDS_SQL = "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_serie
 def new_message(**values: Any) -> Message:
     """An unsaved Message from column values (attnames), defaults for the rest.
 
-    Same object as Message(**values), built positionally: Model.__init__ with keywords looks every
-    field's default up again, which was the largest single cost of building a batch.
+    The same object as Message(**values), built the way unpickling builds a model instance: the
+    attribute dict in one update instead of Model.__init__'s per-field descriptor assignments,
+    which were a quarter of a batch's CPU. Message has no pre_init/post_init receivers to miss.
     """
-    row = _STATIC_DEFAULTS.copy()
-    for index, field in _CALLABLE_DEFAULTS:
-        row[index] = field.get_default()
-    for name, value in values.items():
-        row[_POSITION[name]] = value
-    return Message(*row)
+    state = _STATIC_DEFAULTS.copy()
+    for field in _CALLABLE_DEFAULTS:
+        state[field.attname] = field.get_default()
+    state.update(values)
+    message = Message.__new__(Message)
+    message.__dict__.update(state)
+    message._state = ModelState()
+    return message
 
 
 def _row(message: Message) -> list[Any]:
-    row = [getattr(message, f.attname) for f in _FIELDS]
+    attributes = message.__dict__  # plain values: new, never deferred
+    row = [attributes[name] for name in _ATTNAMES]
     for index in _JSON_COLUMNS:
         row[index] = json.dumps(row[index])  # what JSONField stores (no custom encoder)
     return row

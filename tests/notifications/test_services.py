@@ -247,6 +247,9 @@ def test_new_message_builds_the_same_object_as_the_model_constructor() -> None:
     assert [getattr(fast, f) for f in fields] == [getattr(slow, f) for f in fields]
     assert fast.data == {} and fast.data is not new_message(**values).data
     assert fast._state.adding and fast.pk is None
+    # new_message() skips Model.__init__, so it must not skip anyone's init signal.
+    from django.db.models.signals import post_init, pre_init
+    assert not pre_init.has_listeners(Message) and not post_init.has_listeners(Message)
 
 
 def test_a_batch_stores_awkward_data_and_names_exactly() -> None:
