@@ -214,19 +214,27 @@ def messages_requeue(*, pks: Iterable[int]) -> int:
     """Send dead messages again with a fresh attempt budget and expiry. Returns how many moved.
 
     Unlike a bare status update this resets the retry bookkeeping (attempts, due time, lease,
-    expiry) and wakes the lane, so the message really goes out again.
+    expiry) and wakes the lane, so the message really goes out again. A message that died because
+    its template did not render is pinned to the template's version active now, so fixing the
+    template (saving a new version) and requeueing is enough.
     """
     pks = list(pks)
     now = timezone.now()
-    rows = list(Message.objects.filter(pk__in=pks).select_related("event_type"))
+    rows = list(Message.objects.filter(pk__in=pks).select_related("event_type__template"))
     moved = 0
     lanes = set()
     for message in rows:
         expiry = message.event_type.expiry
+        repin: dict[str, Any] = {}
+        if message.dead_reason == "render_failed":
+            try:
+                repin["template_version"] = _template_version(message.event_type, message.locale)
+            except TemplateUnavailable:
+                pass  # no active version any more: keep the pinned one
         moved += transitions.move(
             "requeue", transitions.ids([message.pk]),
             attempts=0, next_attempt_at=now, lease_until=None, lease_token=None,
-            dead_reason="", expires_at=(now + expiry) if expiry else None,
+            dead_reason="", expires_at=(now + expiry) if expiry else None, **repin,
         )
         lanes.add(message.lane)
     for lane in lanes:

@@ -84,3 +84,28 @@ def test_queue_stats_page_and_cancel_action(admin_client: Any, no_wakeups: list[
     assert Message.objects.get(pk=message.pk).status == Status.CANCELLED
     detail = admin_client.get(reverse("admin:notifications_message_change", args=[message.pk]))
     assert detail.status_code == 200
+
+
+def test_requeue_after_a_template_fix_renders_with_the_new_version(
+    admin_client: Any, outbox: list[Any], no_wakeups: list[str],
+) -> None:
+    from notifications.delivery import drain_lane
+    from templates_app.models import TemplateVersion
+    from templates_app.services import template_version_create
+
+    message = notify(event="order.placed", to="ann@example.com", data=ORDER)
+    TemplateVersion.objects.filter(pk=message.template_version_id).update(
+        html_body="{% load secrets %}")  # a version that stopped rendering
+    drain_lane("transactional", budget=2)
+    message.refresh_from_db()
+    assert (message.status, message.dead_reason) == (Status.DEAD, "render_failed")
+
+    template_version_create(template=message.event_type.template, locale="en",
+                            subject="Fixed {{ order_id }}", html_body="<p>fixed</p>")
+    admin_client.post(reverse("admin:dlq_deadletter_changelist"),
+                      {"action": "requeue", "_selected_action": [message.pk]})
+    drain_lane("transactional", budget=2)
+
+    message.refresh_from_db()
+    assert message.status == Status.SENT
+    assert [e.subject for e in outbox if e.to == ["ann@example.com"]] == ["Fixed 1"]
