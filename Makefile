@@ -36,7 +36,7 @@ bench-delivery: install
 
 bench-api: install
 	$(PY) -m pip install --quiet -r bench/requirements.txt
-	-$(PY) bench/api.py $(BENCH_API_ARGS)
+	$(PY) bench/api.py $(BENCH_API_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
