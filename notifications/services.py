@@ -8,6 +8,7 @@ the wake-up never fires, so nothing is sent.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -226,11 +227,10 @@ def messages_requeue(*, pks: Iterable[int]) -> int:
     for message in rows:
         expiry = message.event_type.expiry
         repin: dict[str, Any] = {}
+        # No active version any more (TemplateUnavailable): keep the pinned one.
         if message.dead_reason == "render_failed":
-            try:
+            with contextlib.suppress(TemplateUnavailable):
                 repin["template_version"] = _template_version(message.event_type, message.locale)
-            except TemplateUnavailable:
-                pass  # no active version any more: keep the pinned one
         moved += transitions.move(
             "requeue", transitions.ids([message.pk]),
             attempts=0, next_attempt_at=now, lease_until=None, lease_token=None,
