@@ -39,7 +39,7 @@ from bench import delivery as bench  # noqa: E402
 from bench import procstat  # noqa: E402
 
 PHASES = ("claim_batch", "render_batch", "build_email", "send_chunk", "send_one",
-          "record_outcomes", "release", "wake_lane", "wake_taken", "_next_due")
+          "record_outcomes", "release_untried", "wake_lane", "wake_taken", "_next_due")
 
 
 class Timers:
@@ -146,15 +146,15 @@ def main() -> int:
         originals = {name: getattr(delivery, name) for name in PHASES if hasattr(delivery, name)}
         for name, func in originals.items():
             setattr(delivery, name, timers.wrap(name, func))
-        # Each status transition (claim, mark_sent, ...) on its own: wrap transitions.move.
+        # Each status transition (claim, mark_sent, ...) on its own: wrap transitions._move.
         import notifications.transitions as transitions
 
-        original_move = transitions.move
+        original_move = transitions._move
 
         def move(name: str, *a: Any, **k: Any) -> int:
             return timers.wrap(f"  move({name!r})", original_move)(name, *a, **k)
 
-        transitions.move = move
+        transitions._move = move
         backend_pid = bench.sql("SELECT pg_backend_pid()")[0][0]
         pg0 = procstat.process_cpu_seconds(backend_pid)
         w0, c0 = time.perf_counter(), time.process_time()
@@ -164,7 +164,7 @@ def main() -> int:
         pg_cpu = procstat.process_cpu_seconds(backend_pid) - pg0
         for name, func in originals.items():
             setattr(delivery, name, func)
-        transitions.move = original_move
+        transitions._move = original_move
         n = report.sent
         if n != args.messages:
             say(f"WARNING: drain sent {n} of {args.messages}: {report.as_dict()}")

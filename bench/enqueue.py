@@ -58,7 +58,7 @@ def enqueue_ours(total: int) -> int:
     queued = 0
     for start in range(0, total, CHUNK):
         results = notify_many(events(start, min(CHUNK, total - start)), producer="bench")
-        errors = [r for r in results if isinstance(r, Exception)]
+        errors = [r for r in results if isinstance(r, Exception)]  # else Queued
         if errors:
             raise SystemExit(f"notify_many rejected {len(errors)} events, first: {errors[0]!r}")
         queued += len(results)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -32,3 +33,9 @@ class DeadLetterAdmin(MessageAdmin):
     def requeue(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
         moved = messages_requeue(pks=queryset.values_list("pk", flat=True))
         self.message_user(request, f"Requeued {moved} message(s).", messages.SUCCESS)
+        if request.POST.get("select_across") != "1":
+            skipped = len(request.POST.getlist(ACTION_CHECKBOX_NAME)) - moved
+            if skipped > 0:
+                self.message_user(
+                    request, f"{skipped} selected message(s) were no longer dead letters "
+                    "(requeued or handled meanwhile); left as they are.", messages.WARNING)

@@ -36,13 +36,21 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Case, CharField, F, Min, Q, Value, When
+from django.db.models import Min
 from django.utils import timezone
 
 from notifications import transitions
 from notifications.content import message_render, versions_for
-from notifications.errors import EXPIRED, PERMANENT, RENDER, SENT, SendResult, classify
-from notifications.models import CLAIMABLE, DeliveryAttempt, EventType, Message, Status
+from notifications.errors import RENDER, SendResult, classify
+from notifications.models import (
+    CLAIMABLE,
+    DeadReason,
+    DeliveryAttempt,
+    EventType,
+    Message,
+    Outcome,
+    Status,
+)
 from notifications.wakeups import wake_lane, wake_taken
 from templates_app.exceptions import TemplateRenderError
 from templates_app.rendering import RenderedEmail
@@ -118,10 +126,7 @@ def claim_batch(lane: str, limit: int) -> list[Message]:
         rows = list(due[:limit])
         if not rows:
             return []
-        moved = transitions.move(
-            "claim", transitions.ids(r.pk for r in rows),
-            lease_token=token, lease_until=lease_until, attempts=F("attempts") + 1,
-        )
+        moved = transitions.claim([r.pk for r in rows], token=token, lease_until=lease_until)
     if moved != len(rows):
         # Only possible without row locks; keep exactly the rows this token won.
         won = set(Message.objects.filter(lease_token=token).values_list("pk", flat=True))
@@ -175,7 +180,8 @@ def send_one(backend: Any, message: Message, rendered: RenderedEmail) -> SendRes
         return classify(exc)
     status = getattr(email, "anymail_status", None)
     provider_id = getattr(status, "message_id", None) if status is not None else None
-    return SendResult(SENT, provider_message_id=str(provider_id or message_id_for(message.pk)))
+    return SendResult(Outcome.SENT,
+                      provider_message_id=str(provider_id or message_id_for(message.pk)))
 
 
 def _reset_connection(backend: Any) -> None:
@@ -202,7 +208,9 @@ def _worker_name() -> str:
 # --- recording ------------------------------------------------------------------------------------
 
 @dataclass
-class Outcome:
+class Attempted:
+    """One claimed message and what trying it came to (a DeliveryAttempt row to be)."""
+
     message: Message
     result: SendResult
     started_at: datetime
@@ -220,33 +228,23 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     return delay
 
 
-def record_outcomes(outcomes: Sequence[Outcome], token: UUID) -> DrainReport:
+def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
     report = DrainReport(lane="")
     if not outcomes:
         return report
     now = timezone.now()
-    sent = [o for o in outcomes if o.result.outcome == SENT]
+    sent = [o for o in outcomes if o.result.outcome == Outcome.SENT]
     attempt_rows = []
     with transaction.atomic():
         if sent:
-            # Over SMTP the provider's id IS our Message-ID, derivable from the pk: store only
-            # ids that differ (ESPs), because a 500-branch CASE was a third of a drain's CPU.
-            custom = [o for o in sent
-                      if o.result.provider_message_id != message_id_for(o.message.pk)]
-            fields: dict[str, Any] = {}
-            if custom:
-                fields["provider_message_id"] = Case(
-                    *[When(pk=o.message.pk, then=Value(o.result.provider_message_id))
-                      for o in custom],
-                    default=Value(""), output_field=CharField(),
-                )
-            report.sent = transitions.move(
-                "mark_sent", Q(pk__in=[o.message.pk for o in sent], lease_token=token),
-                sent_at=now, lease_until=None, last_error="", **fields,
+            report.sent = transitions.mark_sent(
+                [o.message.pk for o in sent], token=token,
+                provider_ids={o.message.pk: o.result.provider_message_id for o in sent
+                              if o.result.provider_message_id != message_id_for(o.message.pk)},
             )
         for outcome in outcomes:
             message, result = outcome.message, outcome.result
-            if result.outcome != SENT:
+            if result.outcome != Outcome.SENT:
                 _record_failure(message, result, token, now, report)
             attempt_rows.append(
                 DeliveryAttempt(
@@ -265,37 +263,35 @@ def record_outcomes(outcomes: Sequence[Outcome], token: UUID) -> DrainReport:
 def _record_failure(
     message: Message, result: SendResult, token: UUID, now: datetime, report: DrainReport
 ) -> None:
-    mine = Q(pk=message.pk, lease_token=token)
     error = f"{result.error_class}: {result.error_message}".strip(": ")
-    reason = ""
-    if result.outcome == PERMANENT:
-        reason = "render_failed" if result.error_code == RENDER else "permanent_error"
-    elif result.outcome == EXPIRED:
-        reason = "expired"
+    reason: DeadReason
+    if result.outcome == Outcome.PERMANENT:
+        reason = (DeadReason.RENDER_FAILED if result.error_code == RENDER
+                  else DeadReason.PERMANENT_ERROR)
+    elif result.outcome == Outcome.EXPIRED:
+        reason = DeadReason.EXPIRED
     elif message.attempts >= message.max_attempts:
-        reason = "max_attempts"
+        reason = DeadReason.MAX_ATTEMPTS
     else:
         due = now + timedelta(seconds=backoff_seconds(message.attempts, result.retry_after))
         if message.expires_at is not None and due >= message.expires_at:
-            reason = "expired"
+            reason = DeadReason.EXPIRED
         else:
-            report.retried += transitions.move(
-                "schedule_retry", mine, next_attempt_at=due, lease_until=None, last_error=error
-            )
+            report.retried += transitions.schedule_retry(message.pk, token=token, due=due,
+                                                         error=error)
             return
-    report.dead += transitions.move(
-        "kill", mine, dead_reason=reason, lease_until=None, last_error=error
-    )
+    report.dead += transitions.kill([message.pk], token=token, reason=reason, error=error)
 
 
-def release(messages: Sequence[Message], token: UUID, *, delay: float, reason: str) -> int:
-    """Hand claimed-but-untried messages back, refunding the attempt the claim counted."""
+def release_untried(messages: Sequence[Message], token: UUID, *, delay: float,
+                    reason: str) -> int:
+    """Hand claimed messages that were never tried back, refunding the attempt the claim
+    counted: nothing was sent, so nothing may be used up."""
     if not messages:
         return 0
-    return transitions.move(
-        "release", Q(pk__in=[m.pk for m in messages], lease_token=token),
-        attempts=F("attempts") - 1, lease_until=None, lease_token=None, last_error=reason,
-        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+    return transitions.release(
+        [m.pk for m in messages], token=token, reason=reason, refund=True,
+        due=timezone.now() + timedelta(seconds=delay),
     )
 
 
@@ -309,18 +305,18 @@ SEND_CHUNK = 50
 Ready = tuple[Message, RenderedEmail]
 
 
-def render_batch(messages: Sequence[Message]) -> tuple[list[Ready], list[Outcome]]:
+def render_batch(messages: Sequence[Message]) -> tuple[list[Ready], list[Attempted]]:
     """Render each message from its pinned version; a render error is a permanent failure."""
     versions = versions_for(messages)
     ready: list[Ready] = []
-    failed: list[Outcome] = []
+    failed: list[Attempted] = []
     for message in messages:
         try:
             ready.append((message, message_render(message, versions[message.template_version_id])))
         except TemplateRenderError as exc:
-            result = SendResult(PERMANENT, error_class="TemplateRenderError", error_code=RENDER,
-                                error_message=str(exc))
-            failed.append(Outcome(message, result, timezone.now(), 0))
+            result = SendResult(Outcome.PERMANENT, error_class="TemplateRenderError",
+                                error_code=RENDER, error_message=str(exc))
+            failed.append(Attempted(message, result, timezone.now(), 0))
     return ready, failed
 
 
@@ -339,7 +335,8 @@ def send_chunk(backend: Any, ready: Sequence[Ready]) -> list[SendResult | None]:
     results: list[SendResult | None] = []
     for message, error in zip(messages, errors, strict=True):
         if error is None:
-            results.append(SendResult(SENT, provider_message_id=message_id_for(message.pk)))
+            results.append(SendResult(Outcome.SENT,
+                                      provider_message_id=message_id_for(message.pk)))
         elif getattr(error, "not_attempted", False) or type(error).__name__ == "NotAttempted":
             results.append(None)
         else:
@@ -351,12 +348,12 @@ def process_batch(backend: Any, batch: list[Message], breaker: Breaker) -> Drain
     """Send one claimed batch and record the outcomes. Expired messages are not sent."""
     token = batch[0].lease_token
     now = timezone.now()
-    outcomes: list[Outcome] = []
+    outcomes: list[Attempted] = []
     live: list[Message] = []
     for message in batch:
         if message.expires_at is not None and message.expires_at <= now:
-            expired = SendResult(EXPIRED, error_message="expired before it could be sent")
-            outcomes.append(Outcome(message, expired, now, 0))
+            expired = SendResult(Outcome.EXPIRED, error_message="expired before it could be sent")
+            outcomes.append(Attempted(message, expired, now, 0))
         else:
             live.append(message)
     ready, failed = render_batch(live) if live else ([], [])
@@ -376,13 +373,14 @@ def process_batch(backend: Any, batch: list[Message], breaker: Breaker) -> Drain
             if result is None:
                 never_sent.append(message)
                 continue
-            breaker.record(result.outcome != SENT and result.retryable)
-            outcomes.append(Outcome(message, result, started, each_ms))
+            breaker.record(result.outcome != Outcome.SENT and result.retryable)
+            outcomes.append(Attempted(message, result, started, each_ms))
     report = record_outcomes(outcomes, token)
-    report.released = release(
+    report.released = release_untried(
         untried, token, delay=settings.NOTIFY["BREAKER_PAUSE_SECONDS"],
         reason="provider failing: handed back untried (circuit breaker)",
-    ) + release(never_sent, token, delay=0, reason="connection lost before sending: requeued")
+    ) + release_untried(never_sent, token, delay=0,
+                        reason="connection lost before sending: requeued")
     return report
 
 

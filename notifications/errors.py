@@ -1,10 +1,10 @@
 """Classifying send failures: one result type for every transport.
 
 Whatever the backend (SMTP, any Anymail ESP), a failure becomes a SendResult whose `outcome` is
-one of: `transient` (nothing was sent; retry), `permanent` (the provider refused this message;
-retrying cannot help) or `unknown` (the request may have gone out: a read timeout, a reset after
-sending). Unknown is retried like transient; the stable Message-ID lets the provider and webhooks
-match a duplicate.
+one of models.Outcome (the same words the DeliveryAttempt rows store): `transient` (nothing was
+sent; retry), `permanent` (the provider refused this message; retrying cannot help) or `unknown`
+(the request may have gone out: a read timeout, a reset after sending). Unknown is retried like
+transient; the stable Message-ID lets the provider and webhooks match a duplicate.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ from anymail.exceptions import (
     AnymailRecipientsRefused,
 )
 
-SENT, TRANSIENT, PERMANENT, UNKNOWN = "sent", "transient", "permanent", "unknown"
-EXPIRED = "expired"  # never tried: the message was past its expiry when claimed
-RENDER = "render"  # error_code of a PERMANENT result: the template did not render at send time
+from notifications.models import Outcome
+
+# error_code of a permanent result whose template did not render at send time.
+RENDER = "render"
 
 
 @dataclass(frozen=True)
 class SendResult:
-    outcome: str
+    outcome: Outcome
     error_class: str = ""
     error_code: str = ""
     error_message: str = ""
@@ -37,7 +38,7 @@ class SendResult:
 
     @property
     def retryable(self) -> bool:
-        return self.outcome in (TRANSIENT, UNKNOWN)
+        return self.outcome in (Outcome.TRANSIENT, Outcome.UNKNOWN)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -60,27 +61,27 @@ def classify(exc: BaseException) -> SendResult:
     name = f"{type(exc).__module__}.{type(exc).__qualname__}"
     text = str(exc)[:2000]
     if isinstance(exc, AnymailRecipientsRefused):
-        return SendResult(PERMANENT, name, "recipient_refused", text)
+        return SendResult(Outcome.PERMANENT, name, "recipient_refused", text)
     if isinstance(exc, AnymailAPIError):
         return _classify_http(exc, name, text)
     if isinstance(exc, AnymailError):
         # Unsupported feature, invalid address and the like: this message can never be sent.
-        return SendResult(PERMANENT, name, "", text)
+        return SendResult(Outcome.PERMANENT, name, "", text)
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in exc.recipients.values()]
         permanent = any(code >= 500 for code in codes)
         code = str(codes[0]) if codes else ""
-        return SendResult(PERMANENT if permanent else TRANSIENT, name, code, text)
+        return SendResult(Outcome.PERMANENT if permanent else Outcome.TRANSIENT, name, code, text)
     if isinstance(exc, smtplib.SMTPResponseException):
         code = exc.smtp_code
-        outcome = PERMANENT if 500 <= code < 600 else TRANSIENT
+        outcome = Outcome.PERMANENT if 500 <= code < 600 else Outcome.TRANSIENT
         return SendResult(outcome, name, str(code), text)
     if isinstance(exc, (ConnectionRefusedError, socket.gaierror, smtplib.SMTPConnectError)):
-        return SendResult(TRANSIENT, name, "connect", text)
+        return SendResult(Outcome.TRANSIENT, name, "connect", text)
     # Timeouts, resets and disconnects mid-conversation: the provider may have accepted it.
     if isinstance(exc, (OSError, smtplib.SMTPException)):
-        return SendResult(UNKNOWN, name, "io", text)
-    return SendResult(UNKNOWN, name, "", text)
+        return SendResult(Outcome.UNKNOWN, name, "io", text)
+    return SendResult(Outcome.UNKNOWN, name, "", text)
 
 
 def _classify_http(exc: AnymailAPIError, name: str, text: str) -> SendResult:
@@ -90,15 +91,15 @@ def _classify_http(exc: AnymailAPIError, name: str, text: str) -> SendResult:
         # No HTTP answer: connect failures sent nothing; timeouts and resets may have.
         cause = _requests_cause(exc)
         if cause is not None and _is_connect_failure(cause):
-            return SendResult(TRANSIENT, name, "connect", text)
-        return SendResult(UNKNOWN, name, type(cause).__name__ if cause else "", text)
+            return SendResult(Outcome.TRANSIENT, name, "connect", text)
+        return SendResult(Outcome.UNKNOWN, name, type(cause).__name__ if cause else "", text)
     retry_after = None
     if response is not None:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
     if status in (408, 429) or status >= 500 or status in (401, 403):
         # 401/403 are our configuration, not the message: retry (and alert) rather than drop.
-        return SendResult(TRANSIENT, name, str(status), text, retry_after=retry_after)
-    return SendResult(PERMANENT, name, str(status), text)
+        return SendResult(Outcome.TRANSIENT, name, str(status), text, retry_after=retry_after)
+    return SendResult(Outcome.PERMANENT, name, str(status), text)
 
 
 def _requests_cause(exc: BaseException) -> BaseException | None:

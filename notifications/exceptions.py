@@ -1,10 +1,13 @@
 """Errors a producer can get back from notify(). Each names the field at fault and why.
 
 All derive from NotifyError (a ValueError) so a caller can catch one type; the API maps them to
-HTTP 400 with `field` and `message`. Nothing is written when one is raised.
+HTTP 400 with `field` and `message` (IdempotencyConflict to 409). Nothing is written when one is
+raised. These are the only producer-side rules: the API checks nothing but JSON types.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class NotifyError(ValueError):
@@ -54,3 +57,21 @@ class InvalidSendAt(NotifyError):
 class TemplateUnavailable(NotifyError):
     code = "template_unavailable"
     field = "event"
+
+
+class InvalidIdempotencyKey(NotifyError):
+    code = "invalid_idempotency_key"
+    field = "idempotency_key"
+
+
+class IdempotencyConflict(NotifyError):
+    """The idempotency key was used before with a different request: nothing new is queued.
+
+    `existing` is the message the key already names."""
+
+    code = "idempotency_conflict"
+    field = "idempotency_key"
+
+    def __init__(self, existing: Any) -> None:
+        super().__init__("This idempotency key was used with a different body.")
+        self.existing = existing

@@ -7,8 +7,6 @@ through `notifications.transitions`, never through `save()`.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.db import models
 
 
@@ -29,6 +27,26 @@ class Status(models.TextChoices):
 
 # Statuses a drain may claim (when due).
 CLAIMABLE = (Status.PENDING, Status.RETRY)
+
+
+class Outcome(models.TextChoices):
+    """What one send try came to: the ONE vocabulary of SendResult and DeliveryAttempt rows."""
+
+    SENT = "sent", "Sent"
+    TRANSIENT = "transient", "Transient error"
+    PERMANENT = "permanent", "Permanent error"
+    UNKNOWN = "unknown", "Unknown (may have been sent)"
+    EXPIRED = "expired", "Expired before sending"
+    LEASE_EXPIRED = "lease_expired", "Worker lost (lease expired)"
+
+
+class DeadReason(models.TextChoices):
+    """Why a message is in the DLQ (set only by transitions.kill)."""
+
+    PERMANENT_ERROR = "permanent_error", "Permanent error"
+    MAX_ATTEMPTS = "max_attempts", "Out of attempts"
+    EXPIRED = "expired", "Expired"
+    RENDER_FAILED = "render_failed", "Template did not render"
 
 
 class Producer(models.Model):
@@ -131,7 +149,7 @@ class Message(models.Model):
     lease_token = models.UUIDField(null=True, blank=True)
 
     last_error = models.TextField(blank=True)
-    dead_reason = models.CharField(max_length=40, blank=True)
+    dead_reason = models.CharField(max_length=40, blank=True, choices=DeadReason.choices)
     provider_message_id = models.CharField(max_length=200, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -166,22 +184,8 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"#{self.pk} {self.event_type_id} → {self.to_email} ({self.status})"
 
-    @property
-    def message_id_header(self) -> str:
-        from notifications.delivery import message_id_for
-
-        return message_id_for(self.pk)
-
 
 class DeliveryAttempt(models.Model):
-    class Outcome(models.TextChoices):
-        SENT = "sent", "Sent"
-        TRANSIENT = "transient", "Transient error"
-        PERMANENT = "permanent", "Permanent error"
-        UNKNOWN = "unknown", "Unknown (may have been sent)"
-        EXPIRED = "expired", "Expired before sending"
-        LEASE_EXPIRED = "lease_expired", "Worker lost (lease expired)"
-
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="delivery_attempts")
     number = models.PositiveSmallIntegerField()
     started_at = models.DateTimeField()
@@ -198,10 +202,6 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of #{self.message_id}: {self.outcome}"
-
-    @property
-    def duration(self) -> timedelta:
-        return timedelta(milliseconds=self.duration_ms)
 
 
 class LaneState(models.Model):

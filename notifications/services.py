@@ -1,9 +1,13 @@
-"""Producer-side services: the one way into the queue.
+"""Producer-side services: the one way into the queue, and the one home of its rules.
 
-`notify()` validates, pins the template version, inserts and wakes the lane on commit; the drain
-renders the email when it sends it (notifications/content.py). Called inside the caller's
-transaction it is a transactional outbox: if the caller rolls back, the Message row is gone and
-the wake-up never fires, so nothing is sent.
+`notify()` (one event) and `notify_many()` (a batch) validate, apply idempotency, pin the
+template version, insert and wake the lane on commit; the drain renders the email when it sends
+it (notifications/content.py). Every entry point (the API, signals, other apps, commands) calls
+these, so an event is accepted or refused, and a key replayed or in conflict, the same way
+everywhere; the API only checks that the JSON has the right types and maps the errors to HTTP.
+
+Called inside the caller's transaction notify() is a transactional outbox: if the caller rolls
+back, the Message row is gone and the wake-up never fires, so nothing is sent.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -25,7 +29,9 @@ from email_validator import EmailNotValidError
 from notifications import lookups, transitions
 from notifications.addresses import normalize_email
 from notifications.exceptions import (
+    IdempotencyConflict,
     InvalidEventData,
+    InvalidIdempotencyKey,
     InvalidLocale,
     InvalidRecipient,
     InvalidSendAt,
@@ -34,7 +40,7 @@ from notifications.exceptions import (
     UnknownEvent,
 )
 from notifications.inserts import insert_messages, new_message
-from notifications.models import EventType, LaneState, Message, Producer
+from notifications.models import DeadReason, EventType, LaneState, Message, Producer, Status
 from notifications.schemas import validator_for
 from notifications.wakeups import wake_lane_on_commit
 from templates_app.exceptions import NoActiveTemplateVersion
@@ -46,6 +52,12 @@ _EVENT_TYPE = Message._meta.get_field("event_type")
 _PRODUCER = Message._meta.get_field("producer")
 _TEMPLATE_VERSION = Message._meta.get_field("template_version")
 LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+# Lengths of the columns they are stored in (a longer value would be a database error).
+EVENT_MAX = EventType._meta.get_field("key").max_length
+KEY_MAX = Message._meta.get_field("idempotency_key").max_length
+EMAIL_MAX = Message._meta.get_field("to_email").max_length
+NAME_MAX = Message._meta.get_field("to_name").max_length
+LOCALE_MAX = Message._meta.get_field("locale").max_length
 
 
 @dataclass
@@ -84,6 +96,15 @@ class EventRequest:
     send_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """What enqueueing one event came to: its message, and whether this call created it
+    (False: a replay of an earlier request with the same idempotency key and body)."""
+
+    message: Message
+    created: bool
+
+
 def notify(
     *,
     event: str,
@@ -97,35 +118,24 @@ def notify(
     """Queue one email for `event` to `to`. Returns the Message (the existing one on a replay).
 
     Raises a NotifyError subclass (unknown event, data failing the schema with its path, bad
-    address, bad locale, no active template); nothing is written then.
+    address, bad locale, `send_at` naive, in the past or past the horizon, no active template;
+    IdempotencyConflict when the key was used with a different request); nothing is written then.
     """
-    return notify_created(
-        event=event, to=to, data=data, locale=locale, idempotency_key=idempotency_key,
-        send_at=send_at, producer=producer,
-    )[0]
+    request = EventRequest(event=event, to=to, data=dict(data or {}), locale=locale,
+                           idempotency_key=idempotency_key, send_at=send_at)
+    return notify_request(request, producer=producer).message
 
 
-def notify_created(
-    *,
-    event: str,
-    to: str | Mapping[str, str],
-    data: Mapping[str, Any] | None = None,
-    locale: str | None = None,
-    idempotency_key: str | None = None,
-    send_at: datetime | None = None,
-    producer: Producer | str | None = None,
-) -> tuple[Message, bool]:
-    """notify(), also saying whether the message was created (False: an idempotent replay)."""
+def notify_request(request: EventRequest, *, producer: Producer | str | None = None) -> Queued:
+    """notify() for an EventRequest, saying whether the message was created or replayed."""
     producer_obj = _producer(producer)
-    request = EventRequest(
-        event=event, to=to, data=dict(data or {}), locale=locale,
-        idempotency_key=idempotency_key, send_at=send_at,
-    )
-    if idempotency_key:
-        existing = _existing(producer_obj, [idempotency_key]).get(idempotency_key)
+    key = _checked_key(request.idempotency_key)
+    fingerprint = payload_hash(request) if key else ""
+    if key:
+        existing = _existing(producer_obj, [key]).get(key)
         if existing is not None:
-            return existing, False
-    message = _build(request, producer_obj, _Lookups())
+            return _replayed(existing, fingerprint)
+    message = _build(request, producer_obj, _Lookups(), fingerprint)
     try:
         if transaction.get_connection().in_atomic_block:
             # A savepoint, so a lost race on the idempotency key does not poison the caller's
@@ -135,44 +145,52 @@ def notify_created(
         else:
             insert_messages([message])  # autocommit: one INSERT, no BEGIN/COMMIT around it
     except IntegrityError:
-        if not idempotency_key:
-            raise
-        existing = _existing(producer_obj, [idempotency_key]).get(idempotency_key)
+        existing = _existing(producer_obj, [key]).get(key) if key else None
         if existing is None:
             raise
-        return existing, False
+        return _replayed(existing, fingerprint)
     wake_lane_on_commit(message.lane)
-    return message, True
+    return Queued(message, created=True)
 
 
 def notify_many(
     events: Sequence[EventRequest | Mapping[str, Any]],
     *,
     producer: Producer | str | None = None,
-) -> list[Message | NotifyError]:
-    """Queue many events with a few queries. Returns, in order, each item's Message or its error.
+) -> list[Queued | NotifyError]:
+    """Queue many events with a few queries. Returns, in order, each item's Queued or its error.
 
-    Items are validated on their own: one bad item does not stop the others. Replayed idempotency
-    keys (already stored, or repeated inside the batch) return the same Message.
+    Items are validated on their own: one bad item does not stop the others. The same rules as
+    notify(): a key already stored, or repeated inside the batch, is a replay (`created=False`,
+    the same Message) when the request is the same and an IdempotencyConflict when it is not.
     """
     producer_obj = _producer(producer)
     requests = [item if isinstance(item, EventRequest) else _request_from(item) for item in events]
-    keys = [r.idempotency_key for r in requests if r.idempotency_key]
+    results: list[Queued | NotifyError | None] = [None] * len(requests)
+    fingerprints = [""] * len(requests)
+    for index, request in enumerate(requests):
+        try:
+            if _checked_key(request.idempotency_key):
+                fingerprints[index] = payload_hash(request)
+        except NotifyError as error:
+            results[index] = error
+    keys = [r.idempotency_key for i, r in enumerate(requests) if fingerprints[i]]
     existing = _existing(producer_obj, keys) if keys else {}
 
-    results: list[Message | NotifyError | None] = [None] * len(requests)
     to_insert: list[tuple[int, Message]] = []
     first_by_key: dict[str, int] = {}
     batch_lookups = _Lookups()
     for index, request in enumerate(requests):
+        if results[index] is not None:
+            continue
         key = request.idempotency_key
         if key and key in existing:
-            results[index] = existing[key]
+            results[index] = _replay_result(existing[key], fingerprints[index])
             continue
         if key and key in first_by_key:
-            continue  # filled in from the first item with this key below
+            continue  # decided from the first item with this key below
         try:
-            message = _build(request, producer_obj, batch_lookups)
+            message = _build(request, producer_obj, batch_lookups, fingerprints[index])
         except NotifyError as error:
             results[index] = error
             continue
@@ -188,55 +206,55 @@ def notify_many(
             # Another request stored one of these keys meanwhile: fall back to one at a time,
             # which resolves each conflict to the stored row.
             for index, _message in to_insert:
-                results[index] = notify(
-                    event=requests[index].event, to=requests[index].to,
-                    data=requests[index].data, locale=requests[index].locale,
-                    idempotency_key=requests[index].idempotency_key,
-                    send_at=requests[index].send_at, producer=producer_obj,
-                )
+                try:
+                    results[index] = notify_request(requests[index], producer=producer_obj)
+                except NotifyError as error:
+                    results[index] = error
         else:
             for index, message in to_insert:
-                results[index] = message
+                results[index] = Queued(message, created=True)
             for lane in {m.lane for _, m in to_insert}:
                 wake_lane_on_commit(lane)
 
     for index, request in enumerate(requests):
-        if results[index] is None and request.idempotency_key:
-            results[index] = results[first_by_key[request.idempotency_key]]
+        if results[index] is None:  # a later item repeating a key of this batch
+            first = results[first_by_key[request.idempotency_key]]  # type: ignore[index]
+            results[index] = (_replay_result(first.message, fingerprints[index])
+                              if isinstance(first, Queued) else first)
     return results  # type: ignore[return-value]
 
 
 def message_cancel(*, message: Message) -> bool:
     """Cancel a message that has not been sent yet. Returns False if it was too late."""
-    return transitions.move("cancel", transitions.ids([message.pk]), lease_until=None) == 1
+    return transitions.cancel([message.pk]) == 1
 
 
 def messages_requeue(*, pks: Iterable[int]) -> int:
     """Send dead messages again with a fresh attempt budget and expiry. Returns how many moved.
 
-    Unlike a bare status update this resets the retry bookkeeping (attempts, due time, lease,
-    expiry) and wakes the lane, so the message really goes out again. A message that died because
-    its template did not render is pinned to the template's version active now, so fixing the
-    template (saving a new version) and requeueing is enough.
+    The transition resets the retry bookkeeping (attempts, due time, lease, expiry) and this
+    wakes the lane, so the message really goes out again. A message that died because its
+    template did not render is pinned to the template's version active now, so fixing the
+    template (saving a new version) and requeueing is enough. Messages that are not dead are
+    left as they are and not counted.
     """
-    pks = list(pks)
     now = timezone.now()
-    rows = list(Message.objects.filter(pk__in=pks).select_related("event_type__template"))
+    rows = Message.objects.filter(pk__in=list(pks), status=Status.DEAD).select_related(
+        "event_type__template")
     moved = 0
     lanes = set()
     for message in rows:
         expiry = message.event_type.expiry
-        repin: dict[str, Any] = {}
+        version_id = None
         # No active version any more (TemplateUnavailable): keep the pinned one.
-        if message.dead_reason == "render_failed":
+        if message.dead_reason == DeadReason.RENDER_FAILED:
             with contextlib.suppress(TemplateUnavailable):
-                repin["template_version"] = _template_version(message.event_type, message.locale)
-        moved += transitions.move(
-            "requeue", transitions.ids([message.pk]),
-            attempts=0, next_attempt_at=now, lease_until=None, lease_token=None,
-            dead_reason="", expires_at=(now + expiry) if expiry else None, **repin,
-        )
-        lanes.add(message.lane)
+                version_id = _template_version(message.event_type, message.locale).pk
+        if transitions.requeue(message.pk, now=now,
+                               expires_at=(now + expiry) if expiry else None,
+                               template_version_id=version_id):
+            moved += 1
+            lanes.add(message.lane)
     for lane in lanes:
         wake_lane_on_commit(lane)
     return moved
@@ -272,10 +290,42 @@ def _request_from(item: Mapping[str, Any]) -> EventRequest:
     )
 
 
-def _build(request: EventRequest, producer: Producer, found: _Lookups) -> Message:
-    """Validate one request and return an unsaved Message pinned to the active template version."""
-    if not isinstance(request.event, str) or not request.event:
+def _checked_key(key: Any) -> str | None:
+    """The idempotency key, or None when there is none; InvalidIdempotencyKey if unusable."""
+    if key is None or key == "":
+        return None
+    if not isinstance(key, str) or not key.strip():
+        raise InvalidIdempotencyKey("must be a non-blank string")
+    if len(key) > KEY_MAX:
+        raise InvalidIdempotencyKey(f"must be at most {KEY_MAX} characters")
+    return key
+
+
+def _replay_result(existing: Message, fingerprint: str) -> Queued | IdempotencyConflict:
+    """A stored key's message again: a replay if the request is the same, else a conflict."""
+    if existing.payload_hash != fingerprint:
+        return IdempotencyConflict(existing)
+    return Queued(existing, created=False)
+
+
+def _replayed(existing: Message, fingerprint: str) -> Queued:
+    result = _replay_result(existing, fingerprint)
+    if isinstance(result, IdempotencyConflict):
+        raise result
+    return result
+
+
+def _build(request: EventRequest, producer: Producer, found: _Lookups,
+           fingerprint: str) -> Message:
+    """Validate one request and return an unsaved Message pinned to the active template version.
+
+    Every producer-side rule is here (the API only checks JSON types), in the order a producer
+    would fix them: event, recipient, data, locale, send_at, template.
+    """
+    if not isinstance(request.event, str) or not request.event.strip():
         raise UnknownEvent("an event name is required")
+    if len(request.event) > EVENT_MAX:
+        raise UnknownEvent(f"event names are at most {EVENT_MAX} characters")
     event_type = found.event_type(request.event)
     to_email, to_name = _recipient(request.to)
     data = request.data if isinstance(request.data, dict) else None
@@ -284,19 +334,17 @@ def _build(request: EventRequest, producer: Producer, found: _Lookups) -> Messag
     if event_type.data_schema:
         _check_schema(event_type, data)
     locale = request.locale or settings.LANGUAGE_CODE
-    if not isinstance(locale, str) or not LOCALE_RE.match(locale):
+    if not isinstance(locale, str) or len(locale) > LOCALE_MAX or not LOCALE_RE.match(locale):
         raise InvalidLocale(f"{locale!r} is not a language code such as 'en' or 'pt-BR'")
     now = timezone.now()
-    due = request.send_at or now
-    if timezone.is_naive(due):
-        raise InvalidSendAt("must include a time zone")
+    due = _send_at(request.send_at, now) if request.send_at is not None else now
     version = found.version(event_type, locale)
     message = new_message(  # by column name: assigning related objects costs 4x as much
         event_type_id=event_type.pk,
         producer_id=producer.pk,
         idempotency_key=request.idempotency_key or None,
         # Only a replay compares fingerprints, and only a keyed request can be replayed.
-        payload_hash=payload_hash(request) if request.idempotency_key else "",
+        payload_hash=fingerprint,
         to_email=to_email,
         to_name=to_name,
         locale=locale,
@@ -315,12 +363,36 @@ def _build(request: EventRequest, producer: Producer, found: _Lookups) -> Messag
     return message
 
 
+def _send_at(send_at: Any, now: datetime) -> datetime:
+    """`send_at` if it is an aware datetime from about now up to the horizon."""
+    if not isinstance(send_at, datetime):
+        raise InvalidSendAt("must be a datetime")
+    if timezone.is_naive(send_at):
+        raise InvalidSendAt("must include a time zone")
+    conf = settings.NOTIFY
+    if send_at < now - timedelta(seconds=conf["SEND_AT_SKEW_SECONDS"]):
+        raise InvalidSendAt("Must not be in the past.")
+    horizon = timedelta(days=conf["SEND_AT_HORIZON_DAYS"])
+    if send_at > now + horizon:
+        raise InvalidSendAt(f"Must be within {horizon.days} days from now.")
+    return send_at
+
+
 def payload_hash(request: EventRequest) -> str:
-    """Fingerprint of what the producer asked for, to tell a replay from a different request."""
+    """Fingerprint of what the producer asked for, to tell a replay from a different request.
+
+    The recipient is hashed in one form, {"email", "name"}, whichever form it was given in (the
+    API always passes that form), so an equal request is a replay from every entry point.
+    """
+    to = request.to
+    if isinstance(to, Mapping):
+        to = {"email": to.get("email", ""), "name": to.get("name", "") or ""}
+    else:
+        to = {"email": to, "name": ""}
     body = {
-        "event": request.event, "to": request.to, "data": request.data,
-        "locale": request.locale,
-        "send_at": request.send_at.isoformat() if request.send_at else None,
+        "event": request.event, "to": to, "data": request.data, "locale": request.locale,
+        "send_at": request.send_at.isoformat() if isinstance(request.send_at, datetime)
+        else request.send_at,
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -341,8 +413,10 @@ def _recipient(to: str | Mapping[str, str]) -> tuple[str, str]:
         email, name = to, ""
     if not isinstance(email, str) or not email:
         raise InvalidRecipient("an email address is required")
-    if not isinstance(name, str) or "\n" in name or "\r" in name or len(name) > 200:
-        raise InvalidRecipient("name must be one line of at most 200 characters")
+    if len(email) > EMAIL_MAX:
+        raise InvalidRecipient(f"an email address is at most {EMAIL_MAX} characters")
+    if not isinstance(name, str) or "\n" in name or "\r" in name or len(name) > NAME_MAX:
+        raise InvalidRecipient(f"name must be one line of at most {NAME_MAX} characters")
     try:
         return normalize_email(email), name
     except EmailNotValidError as exc:

@@ -13,15 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from notifications import transitions
-from notifications.models import CLAIMABLE, DeliveryAttempt, Message, Status
+from notifications.models import CLAIMABLE, Message, Status
 from notifications.wakeups import heartbeat, wake_lane
-
-LEASE_LOST = "worker lost while sending (lease expired); the email may have been sent"
 
 
 @dataclass
@@ -41,25 +37,9 @@ def sweep_lane(lane: str, *, limit: int = 1000) -> SweepReport:
         .only("id", "attempts", "max_attempts", "lease_token")[:limit]
     )
     for message in expired:
-        mine = Q(pk=message.pk, lease_token=message.lease_token)
-        with transaction.atomic():
-            if message.attempts >= message.max_attempts:
-                moved = transitions.move(
-                    "kill", mine, dead_reason="max_attempts", lease_until=None,
-                    last_error=LEASE_LOST,
-                )
-                report.dead += moved
-            else:
-                moved = transitions.move(
-                    "release", mine, next_attempt_at=now, lease_until=None, lease_token=None,
-                    last_error=LEASE_LOST,
-                )
-                report.requeued += moved
-            if moved:
-                DeliveryAttempt.objects.create(
-                    message_id=message.pk, number=message.attempts, started_at=now,
-                    outcome=DeliveryAttempt.Outcome.LEASE_EXPIRED, error_message=LEASE_LOST,
-                )
+        moved_to = transitions.lease_expired(message, now=now)
+        report.dead += moved_to == Status.DEAD
+        report.requeued += moved_to == Status.RETRY
     if Message.objects.filter(lane=lane, status__in=CLAIMABLE, next_attempt_at__lte=now).exists():
         report.woke = wake_lane(lane, force=True)
     return report

@@ -174,6 +174,9 @@ NOTIFY = {
     "SWEEP_MINUTES": env.int("NOTIFY_SWEEP_MINUTES", default=1),
     # How long a process reuses event types, template versions and producers' scopes.
     "LOOKUP_CACHE_SECONDS": env.float("NOTIFY_LOOKUP_CACHE_SECONDS", default=5.0),
+    # notify() refuses a send_at further ahead than this, or more than the skew in the past.
+    "SEND_AT_HORIZON_DAYS": env.int("NOTIFY_SEND_AT_HORIZON_DAYS", default=30),
+    "SEND_AT_SKEW_SECONDS": 60,
 }
 
 # --- django-q2 ------------------------------------------------------------------------------------
@@ -227,8 +230,6 @@ NOTIFY_API = {
     "DEPTH_CACHE_SECONDS": env.float("NOTIFY_DEPTH_CACHE_SECONDS", default=1.0),
     "BATCH_MAX": env.int("NOTIFY_API_BATCH_MAX", default=1000),
     "MAX_BODY_BYTES": env.int("NOTIFY_API_MAX_BODY_BYTES", default=2 * 1024 * 1024),
-    "SEND_AT_HORIZON_DAYS": env.int("NOTIFY_SEND_AT_HORIZON_DAYS", default=30),
-    "SEND_AT_SKEW_SECONDS": 60,
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = NOTIFY_API["MAX_BODY_BYTES"]
 

@@ -1,45 +1,37 @@
+"""The wire format, for the OpenAPI schema only: no request is validated with these classes.
+
+drf-spectacular reads them to describe each operation (fields, types, lengths, patterns). What a
+request really is checked against lives in one place per concern: JSON types in parsing.py,
+everything else in notifications.services (so in-process notify() refuses exactly what the API
+refuses). The limits shown here are read from the same constants the services enforce.
+"""
+
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
-
-from django.conf import settings
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from notifications.models import DeliveryAttempt, EventType, Message
-from notifications.services import LOCALE_RE
-
-
-class StrictSerializer(serializers.Serializer):
-    """Unknown fields are an error, not silently dropped: a typo must not lose data."""
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if isinstance(self.initial_data, dict):
-            unknown = sorted(set(self.initial_data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(
-                    {name: ["Unknown field."] for name in unknown}
-                )
-        return attrs
-
-
-class RecipientSerializer(StrictSerializer):
-    email = serializers.CharField(max_length=254)
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+from notifications.services import (
+    EMAIL_MAX,
+    EVENT_MAX,
+    KEY_MAX,
+    LOCALE_MAX,
+    LOCALE_RE,
+    NAME_MAX,
+)
 
 
 @extend_schema_field(
     {
         "oneOf": [
-            {"type": "string", "format": "email", "maxLength": 254},
+            {"type": "string", "format": "email", "maxLength": EMAIL_MAX},
             {
                 "type": "object",
                 "properties": {
-                    "email": {"type": "string", "format": "email", "maxLength": 254},
-                    "name": {"type": "string", "maxLength": 200},
+                    "email": {"type": "string", "format": "email", "maxLength": EMAIL_MAX},
+                    "name": {"type": "string", "maxLength": NAME_MAX},
                 },
                 "required": ["email"],
                 "additionalProperties": False,
@@ -50,60 +42,28 @@ class RecipientSerializer(StrictSerializer):
 class RecipientField(serializers.Field):
     """`"ann@example.com"` or `{"email": "ann@example.com", "name": "Ann"}`."""
 
-    def to_internal_value(self, data: Any) -> dict[str, str]:
-        if isinstance(data, str):
-            if not data or len(data) > 254:
-                raise serializers.ValidationError("Must be an email address (1-254 characters).")
-            return {"email": data, "name": ""}
-        if isinstance(data, dict):
-            nested = RecipientSerializer(data=data)
-            if not nested.is_valid():
-                raise serializers.ValidationError(nested.errors)
-            return {"email": nested.validated_data["email"],
-                    "name": nested.validated_data.get("name", "")}
-        raise serializers.ValidationError("Must be an email address or {email, name}.")
 
-    def to_representation(self, value: Any) -> Any:
-        return value
+class EventInputSerializer(serializers.Serializer):
+    """One event. Unknown fields are refused (a typo must not lose data)."""
 
-
-class EventInputSerializer(StrictSerializer):
-    event = serializers.CharField(max_length=100, help_text="Event type key, e.g. order.placed")
+    event = serializers.CharField(max_length=EVENT_MAX,
+                                  help_text="Event type key, e.g. order.placed")
     to = RecipientField()
     data = serializers.DictField(required=False, default=dict, help_text="Event data (object).")
-    locale = serializers.RegexField(
-        LOCALE_RE, max_length=16, required=False, allow_null=True,
-        error_messages={"invalid": "Not a language code such as 'en' or 'pt-BR'."},
-    )
-    send_at = serializers.DateTimeField(required=False, allow_null=True)
-    idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True)
-
-    def validate_send_at(self, value: Any) -> Any:
-        if value is None:
-            return None
-        now = timezone.now()
-        skew = timedelta(seconds=settings.NOTIFY_API["SEND_AT_SKEW_SECONDS"])
-        horizon = timedelta(days=settings.NOTIFY_API["SEND_AT_HORIZON_DAYS"])
-        if value < now - skew:
-            raise serializers.ValidationError("Must not be in the past.")
-        if value > now + horizon:
-            raise serializers.ValidationError(
-                f"Must be within {horizon.days} days from now."
-            )
-        return value
+    locale = serializers.RegexField(LOCALE_RE, max_length=LOCALE_MAX, required=False,
+                                    allow_null=True)
+    send_at = serializers.DateTimeField(
+        required=False, allow_null=True,
+        help_text="When to send; from now up to NOTIFY_SEND_AT_HORIZON_DAYS ahead (UTC if no "
+                  "offset is given).")
+    idempotency_key = serializers.CharField(max_length=KEY_MAX, required=False, allow_null=True)
 
 
-class BatchInputSerializer(StrictSerializer):
+class BatchInputSerializer(serializers.Serializer):
     events = serializers.ListField(
         child=serializers.JSONField(), allow_empty=False,
         help_text="Up to NOTIFY_API_BATCH_MAX events, each shaped like a single event.",
     )
-
-    def validate_events(self, value: list[Any]) -> list[Any]:
-        limit = settings.NOTIFY_API["BATCH_MAX"]
-        if len(value) > limit:
-            raise serializers.ValidationError(f"At most {limit} events per batch.")
-        return value
 
 
 class AttemptSerializer(serializers.ModelSerializer):

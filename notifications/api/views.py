@@ -27,15 +27,15 @@ from notifications.api.serializers import (
     MessageSerializer,
 )
 from notifications.api.throttling import ProducerRateThrottle
-from notifications.exceptions import NotifyError
+from notifications.exceptions import IdempotencyConflict, NotifyError
 from notifications.models import EventType, Message, Producer
 from notifications.services import (
     EventRequest,
+    Queued,
     event_type_for,
     message_cancel,
-    notify_created,
     notify_many,
-    payload_hash,
+    notify_request,
 )
 
 ERRORS = {
@@ -108,18 +108,13 @@ class EventCreateView(ProducerAPIView):
         if event_type is not None:
             _check_lane(event_type.lane)
         try:
-            message, created = notify_created(
-                event=event_request.event, to=event_request.to, data=event_request.data,
-                locale=event_request.locale, idempotency_key=event_request.idempotency_key,
-                send_at=event_request.send_at, producer=self.producer,
-            )
+            queued = notify_request(event_request, producer=self.producer)
+        except IdempotencyConflict as error:
+            raise Conflict(error.message, code=error.code) from error
         except NotifyError as error:
             raise ValidationError({error.field: [error.message]}) from error
-        if not created and message.payload_hash != payload_hash(event_request):
-            raise Conflict("This idempotency key was used with a different body.",
-                           code="idempotency_conflict")
-        return Response(message_payload(message),
-                        status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+        return Response(message_payload(queued.message), status=status.HTTP_202_ACCEPTED
+                        if queued.created else status.HTTP_200_OK)
 
 
 class EventBatchView(ProducerAPIView):
@@ -145,17 +140,9 @@ class EventBatchView(ProducerAPIView):
         event_types = [event_type_for(key) for key in {r.event for _, r in valid}]
         for lane in sorted({e.lane for e in event_types if e is not None}):
             _check_lane(lane)
-        keys = {r.idempotency_key for _, r in valid if r.idempotency_key}
-        seen = set(
-            Message.objects.filter(producer=self.producer, idempotency_key__in=keys)
-            .values_list("idempotency_key", flat=True)
-        ) if keys else set()
         outcomes = notify_many([r for _, r in valid], producer=self.producer)
-        for (index, event_request), outcome in zip(valid, outcomes, strict=True):
-            key = event_request.idempotency_key
-            results[index] = _item_result(index, event_request, outcome, replay=key in seen)
-            if key and isinstance(outcome, Message):
-                seen.add(key)  # a later item with the same key is a replay of this one
+        for (index, _request), outcome in zip(valid, outcomes, strict=True):
+            results[index] = _item_result(index, outcome)
         accepted = sum(1 for r in results if r and r["status"] in (200, 202))
         return Response(
             {"accepted": accepted, "rejected": len(items) - accepted, "results": results},
@@ -168,15 +155,15 @@ def _item_error(index: int, code: int, kind: str, message: str,
     return {"index": index, "status": code, **error_body(kind, message, fields)}
 
 
-def _item_result(index: int, event_request: EventRequest, outcome: Message | NotifyError,
-                 replay: bool) -> dict[str, Any]:
+def _item_result(index: int, outcome: Queued | NotifyError) -> dict[str, Any]:
+    """What a single request would have answered, as a batch item."""
+    if isinstance(outcome, IdempotencyConflict):
+        return _item_error(index, 409, outcome.code, outcome.message)
     if isinstance(outcome, NotifyError):
         return _item_error(index, 400, outcome.code, outcome.message,
                            {outcome.field: [outcome.message]})
-    if replay and outcome.payload_hash != payload_hash(event_request):
-        return _item_error(index, 409, "idempotency_conflict",
-                           "This idempotency key was used with a different body.")
-    return {"index": index, "status": 200 if replay else 202, "message": message_payload(outcome)}
+    return {"index": index, "status": 202 if outcome.created else 200,
+            "message": message_payload(outcome.message)}
 
 
 class MessageDetailView(ProducerAPIView):

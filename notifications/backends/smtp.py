@@ -230,11 +230,6 @@ def _commands(sender: str, recipients: list[str], size: int | None) -> bytes:
     return "".join(lines).encode("ascii")
 
 
-def _data_result(reply: tuple[int, bytes]) -> smtplib.SMTPDataError | None:
-    code, msg = reply
-    return None if code == 250 else smtplib.SMTPDataError(code, msg)
-
-
 def _dot_stuff(content: bytes) -> bytes:
     """Content as DATA sends it: CRLF line ends, leading dots doubled, "." line appended.
 

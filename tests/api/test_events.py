@@ -151,3 +151,54 @@ def test_unknown_api_paths_answer_json_404(api: APIClient) -> None:
     response = api.get("/api/v1/nothing-here/")
     assert response.status_code == 404
     assert error_of(response)["code"] == "not_found"
+
+
+# The API checks JSON types only; everything else is notify()'s: the same refusal either way.
+@pytest.mark.parametrize(
+    "body",
+    [
+        event(to="not-an-address"),
+        event(locale="english!"),
+        event(send_at=(timezone.now() - timedelta(hours=1)).isoformat()),
+        event(send_at=(timezone.now() + timedelta(days=400)).isoformat()),
+        event(idempotency_key="k" * 201),
+        event(data={"order_id": 1, "total": "1", "items": [{"name": "x", "qty": 0}]}),
+        event(to={"email": "a@example.com", "name": "two\nlines"}),
+    ],
+)
+def test_the_api_refuses_what_notify_refuses_with_the_same_field_and_reason(
+    api: APIClient, body: dict[str, Any],
+) -> None:
+    from django.utils.dateparse import parse_datetime
+
+    from notifications.exceptions import NotifyError
+    from notifications.services import notify
+
+    response = api.post(URL, body, format="json")
+    with pytest.raises(NotifyError) as caught:
+        notify(event=body["event"], to=body["to"], data=body["data"],
+               locale=body.get("locale"), idempotency_key=body.get("idempotency_key"),
+               send_at=parse_datetime(body["send_at"]) if "send_at" in body else None)
+
+    assert response.status_code == 400, response.content
+    assert error_of(response)["fields"] == {caught.value.field: [caught.value.message]}
+    assert Message.objects.count() == 0
+
+
+def test_a_well_formed_date_that_does_not_exist_is_a_400_not_a_500(api: APIClient) -> None:
+    response = api.post(URL, event(send_at="2027-02-30T10:00:00Z"), format="json")
+
+    assert response.status_code == 400
+    assert "Datetime has wrong format" in error_of(response)["fields"]["send_at"][0]
+
+
+def test_a_key_reused_in_a_batch_and_alone_gets_the_same_answer(api: APIClient) -> None:
+    api.post(URL, event(), format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+
+    alone = api.post(URL, event(to="bob@example.com", idempotency_key="k-1"), format="json")
+    batch = api.post("/api/v1/events/batch/",
+                     {"events": [event(to="bob@example.com", idempotency_key="k-1")]},
+                     format="json").json()["results"][0]
+
+    assert alone.status_code == batch["status"] == 409
+    assert error_of(alone) == batch["error"]

@@ -7,8 +7,8 @@ from django.urls import reverse
 
 from notifications import transitions
 from notifications.delivery import claim_batch
-from notifications.models import Message, Status
-from notifications.services import notify
+from notifications.models import DeadReason, Message, Status
+from notifications.services import messages_requeue, notify
 
 pytestmark = pytest.mark.usefixtures("demo")
 
@@ -17,9 +17,9 @@ ORDER = {"order_id": 1, "total": "1", "items": []}
 
 def dead_message(to: str = "ann@example.com") -> Message:
     message = notify(event="order.placed", to=to, data=ORDER)
-    claim_batch("transactional", 10)
-    transitions.move("kill", transitions.ids([message.pk]), dead_reason="max_attempts",
-                     last_error="smtplib.SMTPDataError: (451, b'try later')", lease_until=None)
+    [claimed] = [m for m in claim_batch("transactional", 10) if m.pk == message.pk]
+    transitions.kill([message.pk], token=claimed.lease_token, reason=DeadReason.MAX_ATTEMPTS,
+                     error="smtplib.SMTPDataError: (451, b'try later')")
     return Message.objects.get(pk=message.pk)
 
 
@@ -56,16 +56,39 @@ def test_requeue_resets_the_retry_bookkeeping_and_wakes_the_lane(
     assert no_wakeups == ["transactional"]
 
 
-def test_requeue_leaves_messages_that_are_no_longer_dead(admin_client: Any,
-                                                        no_wakeups: list[str]) -> None:
+def test_requeue_leaves_messages_that_are_no_longer_dead(
+    no_wakeups: list[str], django_capture_on_commit_callbacks: Any,
+) -> None:
+    dead = dead_message()
+    pending = notify(event="order.placed", to="alive@example.com", data=ORDER)
+    assert messages_requeue(pks=[dead.pk]) == 1
+
+    # The first is pending again and the other never died: neither is touched or counted,
+    # and no lane is woken for them.
+    with django_capture_on_commit_callbacks() as wakeups:
+        moved = messages_requeue(pks=[dead.pk, pending.pk])
+
+    assert moved == 0
+    assert wakeups == []
+    assert [Message.objects.get(pk=pk).status for pk in (dead.pk, pending.pk)] == [
+        Status.PENDING, Status.PENDING]
+
+
+def test_requeueing_a_row_that_left_the_dlq_meanwhile_is_an_admin_message(
+    admin_client: Any, no_wakeups: list[str],
+) -> None:
     dead = dead_message()
     url = reverse("admin:dlq_deadletter_changelist")
     admin_client.post(url, {"action": "requeue", "_selected_action": [dead.pk]})
 
+    # A second operator's page still lists it: the selection no longer matches a dead letter.
     response = admin_client.post(url, {"action": "requeue", "_selected_action": [dead.pk]},
                                  follow=True)
 
-    assert response.status_code == 200  # nothing selected any more: an admin message, no 500
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Requeued 0 message(s)." in page
+    assert "1 selected message(s) were no longer dead letters" in page
     assert Message.objects.get(pk=dead.pk).status == Status.PENDING
 
 

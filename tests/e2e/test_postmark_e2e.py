@@ -93,7 +93,7 @@ def test_a_password_reset_is_not_stuck_behind_a_marketing_blast(postmark: FakePo
                    data={"reset_url": "https://example.com/r/1"})
 
     reset_sent_at = wait_final([reset.pk], timeout=30)[reset.pk].sent_at
-    final = wait_final([m.pk for m in blast], timeout=120)
+    final = wait_final([q.message.pk for q in blast], timeout=120)
 
     # Newsletters queued before the reset were still going out after it: the reset did not
     # wait for the blast to drain, because it has its own lane and cluster.

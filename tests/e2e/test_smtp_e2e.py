@@ -98,7 +98,7 @@ def test_two_clusters_draining_one_lane_never_send_a_message_twice(
     results = notify_many([
         {"event": "order.placed", "to": f"c{n}@example.com", "data": ORDER} for n in range(2000)
     ])
-    pks = [m.pk for m in results]
+    pks = [q.message.pk for q in results]
     for _ in range(6):
         async_task(DRAIN_TASK, "transactional", cluster="transactional")
 

@@ -262,8 +262,9 @@ def test_the_sweeper_dead_letters_a_lost_last_attempt(outbox: list[Any]) -> None
 
 
 def test_a_late_worker_cannot_overwrite_a_message_the_sweeper_took_back(outbox: list[Any]) -> None:
-    from notifications.delivery import Outcome, record_outcomes
-    from notifications.errors import SENT, SendResult
+    from notifications.delivery import Attempted, record_outcomes
+    from notifications.errors import SendResult
+    from notifications.models import Outcome
 
     message = order("ann@example.com")
     [claimed] = claim_batch("transactional", 10)
@@ -271,7 +272,7 @@ def test_a_late_worker_cannot_overwrite_a_message_the_sweeper_took_back(outbox: 
     sweep_lane("transactional")
     [reclaimed] = claim_batch("transactional", 10)
 
-    stale = record_outcomes([Outcome(claimed, SendResult(SENT), timezone.now(), 1)],
+    stale = record_outcomes([Attempted(claimed, SendResult(Outcome.SENT), timezone.now(), 1)],
                             claimed.lease_token)
 
     assert stale.sent == 0
@@ -302,3 +303,4 @@ def test_a_connection_lost_mid_chunk_requeues_the_unsent_rest_without_charging_t
         assert [rows[f"u{n}@example.com"].attempts for n in (0, 1, 3, 4, 5)] == [1] * 5
         assert set(smtp.count_by_message_id().values()) == {1}
         assert len(smtp.received) == 6
+

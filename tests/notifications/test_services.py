@@ -17,7 +17,7 @@ from notifications.exceptions import (
     UnknownEvent,
 )
 from notifications.models import LaneState, Message, Status
-from notifications.services import EventRequest, message_cancel, notify, notify_many
+from notifications.services import EventRequest, Queued, message_cancel, notify, notify_many
 from templates_app.services import template_version_create
 
 ORDER = {"order_id": 42, "total": "$19.90", "items": [{"name": "Tea", "qty": 2}]}
@@ -144,11 +144,13 @@ def test_it_queues_a_batch_with_per_item_errors_in_order(
         results = notify_many(items)
 
     assert isinstance(results[3], InvalidRecipient)
-    messages = [r for r in results if isinstance(r, Message)]
-    assert len(messages) == 51
-    assert results[-1].pk == results[0].pk  # duplicate key inside the batch
+    queued = [r for r in results if isinstance(r, Queued)]
+    assert len(queued) == 51
+    assert [q.created for q in queued].count(True) == 50
+    assert results[-1] == Queued(results[0].message, created=False)  # same key in the batch
     assert Message.objects.count() == 50
-    assert notify_many(items[:2])[1].pk == results[1].pk  # replay of a stored key
+    replay = notify_many(items[:2])[1]  # a stored key
+    assert (replay.message.pk, replay.created) == (results[1].message.pk, False)
 
 
 def test_it_schedules_a_message_for_later() -> None:
@@ -225,8 +227,8 @@ def test_a_key_stored_by_a_concurrent_request_resolves_to_the_stored_message(
         same = EventRequest(event="order.placed", to="ann@example.com", data=ORDER,
                             idempotency_key="k")
         results = notify_many([other, same])
-        assert results[1].pk == winner.pk
-        assert isinstance(results[0], Message) and results[0].pk != winner.pk
+        assert (results[1].message.pk, results[1].created) == (winner.pk, False)
+        assert results[0].created and results[0].message.pk != winner.pk
     else:
         again = notify(event="order.placed", to="ann@example.com", data=ORDER,
                        idempotency_key="k")
@@ -261,9 +263,9 @@ def test_a_batch_stores_awkward_data_and_names_exactly() -> None:
                           data={**data, "headline": data["headline"] + str(n)}, locale="pt-BR")
              for n in range(3)]
 
-    results = notify_many(items)
+    results = [r.message for r in notify_many(items)]
 
-    assert all(isinstance(r, Message) and r.pk for r in results)
+    assert all(r.pk for r in results)
     stored = {m.pk: m for m in Message.objects.filter(pk__in=[r.pk for r in results])}
     for n, result in enumerate(results):
         row = stored[result.pk]
@@ -271,3 +273,90 @@ def test_a_batch_stores_awkward_data_and_names_exactly() -> None:
         assert (row.to_name, row.locale, row.status, row.attempts) == (
             f"Ré\\ader\t{n}", "pt-BR", Status.PENDING, 0)
         assert row.created_at == result.created_at and row.idempotency_key is None
+
+
+# --- one home for each rule: regressions ------------------------------------------------------
+
+def test_the_same_key_with_another_body_raises_in_process_too() -> None:
+    from notifications.exceptions import IdempotencyConflict
+
+    first = notify(event="order.placed", to="ann@example.com", data=ORDER, idempotency_key="k")
+
+    with pytest.raises(IdempotencyConflict) as caught:
+        notify(event="order.placed", to="bob@example.com", data=ORDER, idempotency_key="k")
+
+    assert caught.value.existing.pk == first.pk
+    assert (caught.value.field, caught.value.code) == ("idempotency_key", "idempotency_conflict")
+    # The same request again, with the recipient in its other form, is a replay.
+    again = notify(event="order.placed", to={"email": "ann@example.com"}, data=ORDER,
+                   idempotency_key="k")
+    assert again.pk == first.pk
+    assert Message.objects.count() == 1
+
+
+def test_a_batch_reports_created_replayed_and_conflict_per_item() -> None:
+    from notifications.exceptions import IdempotencyConflict
+
+    notify(event="order.placed", to="ann@example.com", data=ORDER, idempotency_key="old")
+    items = [
+        EventRequest(event="order.placed", to="new@example.com", data=ORDER, idempotency_key="n"),
+        EventRequest(event="order.placed", to="ann@example.com", data=ORDER,
+                     idempotency_key="old"),
+        EventRequest(event="order.placed", to="eve@example.com", data=ORDER,
+                     idempotency_key="old"),
+        EventRequest(event="order.placed", to="other@example.com", data=ORDER,
+                     idempotency_key="n"),
+    ]
+
+    created, replayed, stored_conflict, batch_conflict = notify_many(items)
+
+    assert isinstance(created, Queued) and created.created
+    assert isinstance(replayed, Queued) and not replayed.created
+    assert isinstance(stored_conflict, IdempotencyConflict)
+    assert stored_conflict.existing.pk == replayed.message.pk
+    assert isinstance(batch_conflict, IdempotencyConflict)
+    assert batch_conflict.existing.pk == created.message.pk
+    assert Message.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("send_at", "text"),
+    [
+        (timedelta(minutes=-5), "in the past"),
+        (timedelta(days=31), "within 30 days"),
+    ],
+)
+def test_notify_refuses_a_send_at_outside_the_window(send_at: timedelta, text: str) -> None:
+    with pytest.raises(InvalidSendAt) as caught:
+        notify(event="order.placed", to="ann@example.com", data=ORDER,
+               send_at=timezone.now() + send_at)
+
+    assert caught.value.field == "send_at" and text in caught.value.message
+    assert Message.objects.count() == 0
+    # A few seconds of clock skew between producer and platform is not "the past".
+    assert notify(event="order.placed", to="ann@example.com", data=ORDER,
+                  send_at=timezone.now() - timedelta(seconds=5)).pk
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "text"),
+    [
+        ({"idempotency_key": "k" * 201}, "idempotency_key", "at most 200 characters"),
+        ({"idempotency_key": "   "}, "idempotency_key", "non-blank"),
+        ({"event": "e" * 101}, "event", "at most 100 characters"),
+        ({"to": "a" * 250 + "@example.com"}, "to", "at most 254 characters"),
+        ({"locale": "en-" + "x" * 20}, "locale", "not a language code"),
+    ],
+)
+def test_notify_refuses_values_longer_than_their_columns(
+    kwargs: dict[str, Any], field: str, text: str,
+) -> None:
+    """Lengths are producer rules too: without them SQLite stores the value and PostgreSQL
+    fails with a database error."""
+    from notifications.exceptions import NotifyError
+
+    with pytest.raises(NotifyError) as caught:
+        notify(**{"event": "order.placed", "to": "ann@example.com", "data": ORDER, **kwargs})
+
+    assert caught.value.field == field and text in caught.value.message
+    assert Message.objects.count() == 0

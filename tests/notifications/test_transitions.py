@@ -1,0 +1,105 @@
+"""Each transition sets every field its meaning needs, whoever calls it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from notifications import transitions
+from notifications.delivery import claim_batch
+from notifications.models import DeadReason, DeliveryAttempt, Message, Outcome, Status
+from notifications.services import notify
+
+pytestmark = pytest.mark.usefixtures("demo", "no_wakeups")
+
+ORDER = {"order_id": 3, "total": "$3", "items": [{"name": "Tea", "qty": 1}]}
+
+
+def claimed(to: str = "ann@example.com") -> Message:
+    message = notify(event="order.placed", to=to, data=ORDER)
+    [row] = [m for m in claim_batch("transactional", 10) if m.pk == message.pk]
+    return row
+
+
+def fresh(message: Message) -> Message:
+    return Message.objects.get(pk=message.pk)
+
+
+def test_every_transition_in_the_table_has_its_function() -> None:
+    for name in transitions.TRANSITIONS:
+        assert callable(getattr(transitions, name)), name
+
+
+def test_a_release_says_whether_it_refunds_the_attempt() -> None:
+    refunded, kept = claimed("a@example.com"), claimed("b@example.com")
+    due = timezone.now() + timedelta(seconds=10)
+
+    for message, refund in ((refunded, True), (kept, False)):
+        assert transitions.release([message.pk], token=message.lease_token, due=due,
+                                   reason="handed back", refund=refund) == 1
+
+    assert [(m.status, m.attempts, m.lease_until, m.last_error) for m in
+            (fresh(refunded), fresh(kept))] == [
+        (Status.RETRY, 0, None, "handed back"), (Status.RETRY, 1, None, "handed back")]
+
+
+def test_an_expired_lease_goes_back_counted_and_on_record() -> None:
+    message = claimed()
+
+    assert transitions.lease_expired(message, now=timezone.now()) == Status.RETRY
+
+    row = fresh(message)
+    assert (row.status, row.attempts, row.lease_until) == (Status.RETRY, 1, None)
+    assert row.last_error == transitions.LEASE_LOST
+    assert list(DeliveryAttempt.objects.filter(message=row).values_list("outcome", flat=True)) \
+        == [Outcome.LEASE_EXPIRED]
+    # Another sweeper that read the same row finds nothing left to do, and records nothing.
+    assert transitions.lease_expired(message, now=timezone.now()) is None
+    assert DeliveryAttempt.objects.filter(message=row).count() == 1
+
+
+def test_a_kill_needs_a_dead_reason_from_the_vocabulary() -> None:
+    message = claimed()
+
+    with pytest.raises(ValueError):
+        transitions.kill([message.pk], token=message.lease_token, reason="gave_up",  # type: ignore[arg-type]
+                         error="x")
+    assert fresh(message).status == Status.PROCESSING
+
+    transitions.kill([message.pk], token=message.lease_token, reason=DeadReason.EXPIRED,
+                     error="late")
+    row = fresh(message)
+    assert (row.status, row.dead_reason, row.lease_until, row.last_error) == (
+        Status.DEAD, "expired", None, "late")
+
+
+def test_moves_out_of_processing_need_the_claims_token() -> None:
+    message = claimed()
+    stranger = type(message.lease_token)(int=0)
+
+    assert transitions.mark_sent([message.pk], token=stranger) == 0
+    assert transitions.schedule_retry(message.pk, token=stranger, due=timezone.now(),
+                                      error="x") == 0
+    assert transitions.kill([message.pk], token=stranger, reason=DeadReason.EXPIRED,
+                            error="x") == 0
+    assert fresh(message).status == Status.PROCESSING
+
+
+def test_requeue_resets_the_bookkeeping_and_can_repin(django_capture_on_commit_callbacks: Any
+                                                      ) -> None:
+    message = claimed()
+    transitions.kill([message.pk], token=message.lease_token, reason=DeadReason.MAX_ATTEMPTS,
+                     error="boom")
+    now = timezone.now()
+
+    assert transitions.requeue(message.pk, now=now, expires_at=now + timedelta(hours=1),
+                               template_version_id=message.template_version_id) == 1
+    assert transitions.requeue(message.pk, now=now, expires_at=None) == 0  # not dead any more
+
+    row = fresh(message)
+    assert (row.status, row.attempts, row.dead_reason, row.lease_until, row.lease_token,
+            row.next_attempt_at, row.expires_at) == (
+        Status.PENDING, 0, "", None, None, now, now + timedelta(hours=1))
