@@ -39,7 +39,7 @@ from django.db import transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from notifications import transitions
+from notifications import lookups, transitions
 from notifications.content import message_render, versions_for
 from notifications.errors import RENDER, SendResult, classify
 from notifications.models import (
@@ -141,15 +141,9 @@ def claim_batch(lane: str, limit: int) -> list[Message]:
 
 # --- sending --------------------------------------------------------------------------------------
 
-_event_keys: dict[int, str] = {}
-
-
 def _event_key(event_type_id: int) -> str:
-    if event_type_id not in _event_keys:
-        _event_keys[event_type_id] = EventType.objects.values_list("key", flat=True).get(
-            pk=event_type_id
-        )
-    return _event_keys[event_type_id]
+    return lookups.cached("event_key", event_type_id, lambda: EventType.objects.values_list(
+        "key", flat=True).get(pk=event_type_id))
 
 
 def build_email(message: Message, rendered: RenderedEmail) -> EmailMultiAlternatives:

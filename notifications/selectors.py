@@ -1,4 +1,5 @@
-"""Read-only queries about the queue, for the stats command, the admin and health checks."""
+"""Read-only queries about the queue, for the stats command, the admin, the API's backpressure
+and health checks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.conf import settings
 from django.db.models import Count, Min
 from django.utils import timezone
 
+from notifications import lookups
 from notifications.models import CLAIMABLE, Message, Status
 
 
@@ -47,3 +49,22 @@ def queue_stats() -> list[LaneStats]:
         )
         for lane, by_status in counts.items()
     ]
+
+
+def lane_is_full(lane: str) -> bool:
+    """Whether `lane` holds more waiting (pending + retry) messages than its high-water mark.
+
+    Cheap by construction: it counts through the partial index and stops at the mark
+    (`LIMIT mark + 1`), and each process reuses the answer for NOTIFY_DEPTH_CACHE_SECONDS. A
+    lane with a million rows costs the same as one at the mark.
+    """
+    conf = settings.NOTIFY_API
+    mark = conf["HIGH_WATER"].get(lane)
+    if not mark:
+        return False
+
+    def over_mark() -> bool:
+        waiting = Message.objects.filter(lane=lane, status__in=CLAIMABLE).values("pk")[:mark + 1]
+        return waiting.count() > mark
+
+    return lookups.cached("lane_full", (lane, mark), over_mark, ttl=conf["DEPTH_CACHE_SECONDS"])

@@ -424,12 +424,10 @@ def _recipient(to: str | Mapping[str, str]) -> tuple[str, str]:
 
 
 def _check_schema(event_type: EventType, data: dict[str, Any]) -> None:
-    # Kept on the (per-process cached) EventType object: serialising the schema to look the
-    # validator up cost as much as validating.
-    validator = getattr(event_type, "_data_validator", None)
-    if validator is None:
-        validator = validator_for(json.dumps(event_type.data_schema, sort_keys=True))
-        event_type._data_validator = validator  # type: ignore[attr-defined]
+    # Per event type, not per schema text: serialising the schema to look its validator up cost
+    # as much as validating. Cleared with the other lookups when an event type changes.
+    validator = lookups.cached("data_validator", event_type.pk, lambda: validator_for(
+        json.dumps(event_type.data_schema, sort_keys=True)))
     error = validator.first_error(data)
     if error is not None:
         raise InvalidEventData(error[0], path=error[1])

@@ -39,8 +39,8 @@ def ready(request: HttpRequest) -> JsonResponse:
     if not _database_ok():
         return JsonResponse({"status": "not_ready", "checks": {"database": "unavailable"}},
                             status=503)
-    from notifications.api.backpressure import lane_is_full
     from notifications.models import LaneState
+    from notifications.selectors import lane_is_full
 
     now = timezone.now()
     max_age = timedelta(minutes=settings.NOTIFY["SWEEP_MINUTES"] * 3)

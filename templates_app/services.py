@@ -12,6 +12,14 @@ from django.db import transaction
 
 from templates_app.models import Template, TemplateVersion
 from templates_app.rendering import compile_check
+from templates_app.signals import versions_changed
+
+
+def _versions_changed(template_id: int) -> None:
+    """Tell version caches now (this transaction's own reads) and on commit (everyone's)."""
+    versions_changed.send(sender=TemplateVersion, template_id=template_id)
+    transaction.on_commit(
+        lambda: versions_changed.send(sender=TemplateVersion, template_id=template_id))
 
 
 def _lock_template(template_id: int) -> None:
@@ -41,7 +49,8 @@ def template_version_create(
         if activate:
             _lock_template(template.pk)
             current = TemplateVersion.objects.filter(template=template, locale=locale)
-            current.filter(is_active=True).update(is_active=False)
+            if current.filter(is_active=True).update(is_active=False):
+                _versions_changed(template.pk)
         return TemplateVersion.objects.create(
             template=template,
             locale=locale,
@@ -89,5 +98,6 @@ def template_version_activate(*, version: TemplateVersion) -> TemplateVersion:
         ).exclude(pk=version.pk)
         siblings.filter(is_active=True).update(is_active=False)
         TemplateVersion.objects.filter(pk=version.pk).update(is_active=True)
+        _versions_changed(version.template_id)
     version.is_active = True
     return version

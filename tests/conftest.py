@@ -5,8 +5,16 @@ from typing import Any
 import pytest
 from django.core import mail
 
+from notifications import lookups
 from notifications.demo import seed_demo
 from tests.factories import EventTypeFactory
+
+
+@pytest.fixture(autouse=True)
+def _fresh_lookups() -> None:
+    """Each test starts with an empty per-process lookup cache: a value cached by an earlier
+    test (whose rows were rolled back, so its pks may come back) must not leak into this one."""
+    lookups.clear()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -13,7 +14,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from notifications import lookups
-from notifications.api import backpressure
 from notifications.api.authentication import BearerKeyAuthentication, ProducerUser
 from notifications.api.errors import Backpressure, Conflict, error_body
 from notifications.api.parsing import message_payload, parse_batch, parse_event
@@ -29,6 +29,7 @@ from notifications.api.serializers import (
 from notifications.api.throttling import ProducerRateThrottle
 from notifications.exceptions import IdempotencyConflict, NotifyError
 from notifications.models import EventType, Message, Producer
+from notifications.selectors import lane_is_full
 from notifications.services import (
     EventRequest,
     Queued,
@@ -77,9 +78,10 @@ class ProducerAPIView(APIView):
 
 
 def _check_lane(lane: str) -> None:
-    if backpressure.lane_is_full(lane):
+    """Backpressure: refuse new work for a lane past its high-water mark (bulk sheds first)."""
+    if lane_is_full(lane):
         raise Backpressure(f"The {lane} lane is past its high-water mark; retry later.",
-                           backpressure.retry_after(lane))
+                           int(settings.NOTIFY_API["RETRY_AFTER"].get(lane, 30)))
 
 
 class EventCreateView(ProducerAPIView):

@@ -6,14 +6,12 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from notifications.api import backpressure
 from notifications.producers import api_key_create, producer_get_or_create
 
 
 @pytest.fixture(autouse=True)
 def _fresh_caches(settings: Any) -> None:
     settings.NOTIFY_API = {**settings.NOTIFY_API, "DEPTH_CACHE_SECONDS": 0}
-    backpressure.clear_cache()
     cache.clear()  # rate-limit counters
 
 

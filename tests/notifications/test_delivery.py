@@ -304,3 +304,21 @@ def test_a_connection_lost_mid_chunk_requeues_the_unsent_rest_without_charging_t
         assert set(smtp.count_by_message_id().values()) == {1}
         assert len(smtp.received) == 6
 
+
+def test_a_renamed_event_type_tags_the_next_email_with_its_new_key(outbox: list[Any]) -> None:
+    """The drain's event-key lookup is in the one cache, cleared when an event type is saved
+    (it used to be a dict of its own that nothing ever cleared)."""
+    from notifications.models import EventType
+
+    order("ann@example.com")
+    drain()
+    event_type = EventType.objects.get(key="order.placed")
+    event_type.key = "order.confirmed"
+    event_type.save()
+    notify(event="order.confirmed", to="bob@example.com", data=ORDER)
+    drain()
+
+    assert [(m.to, m.tags, m.metadata["event"]) for m in outbox] == [
+        (["ann@example.com"], ["order.placed"], "order.placed"),
+        (["bob@example.com"], ["order.confirmed"], "order.confirmed"),
+    ]

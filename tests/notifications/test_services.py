@@ -277,6 +277,44 @@ def test_a_batch_stores_awkward_data_and_names_exactly() -> None:
 
 # --- one home for each rule: regressions ------------------------------------------------------
 
+def test_rolling_a_template_back_pins_new_messages_to_the_version_active_again() -> None:
+    """template_version_activate() writes with .update() (no post_save): the lookup cache must
+    still forget the version it held, or new messages keep the one just rolled back from."""
+    from notifications.models import EventType
+    from templates_app.services import template_version_activate
+
+    template = EventType.objects.get(key="order.placed").template
+    v1 = template.versions.get(is_active=True)
+    v2 = template_version_create(template=template, locale="en", subject="v2 {{ order_id }}",
+                                 html_body="<p>v2</p>")
+    assert notify(event="order.placed", to="a@example.com", data=ORDER).template_version_id \
+        == v2.pk  # the process now caches v2 as the active version
+
+    template_version_activate(version=v1)
+    message = notify(event="order.placed", to="b@example.com", data=ORDER)
+
+    assert message.template_version_id == v1.pk
+    assert message_subject(message) == "Order 42 confirmed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rollback_committed_by_another_connection_is_seen_within_the_cache_ttl(
+    settings: Any,
+) -> None:
+    """Other processes learn of an activation by the TTL; set it to 0 and check they do."""
+    from notifications.models import EventType
+    from templates_app.services import template_version_activate
+
+    settings.NOTIFY = {**settings.NOTIFY, "LOOKUP_CACHE_SECONDS": 0}
+    template = EventType.objects.get(key="order.placed").template
+    v1 = template.versions.get(is_active=True)
+    template_version_create(template=template, locale="en", subject="v2", html_body="<p>2</p>")
+    with transaction.atomic():
+        template_version_activate(version=v1)
+    assert notify(event="order.placed", to="a@example.com", data=ORDER).template_version_id \
+        == v1.pk
+
+
 def test_the_same_key_with_another_body_raises_in_process_too() -> None:
     from notifications.exceptions import IdempotencyConflict
 
