@@ -7,7 +7,7 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self) -> None:
-        from notifications import lookups, receivers, schedules
+        from notifications import checks, lookups, receivers, schedules  # noqa: F401 (checks)
 
         lookups.connect()
         receivers.connect()

@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
+
+from project.env import env_bool, env_float, env_int, parse_bool, parse_float
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
@@ -20,9 +21,9 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 env = environ.Env()
 
 SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-change-me")
-DEBUG = env.bool("DEBUG", default=False)
+DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
-PORT = env.int("PORT", default=8000)
+PORT = env_int("PORT", 8000, minimum=1)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -79,7 +80,7 @@ DATABASES = {
 _db = DATABASES["default"]
 # Reusing connections matters: with CONN_MAX_AGE=0 every django-q2 enqueue opens two new
 # connections (~60 enqueues/s, ARCHITECTURE.md). Health checks drop a connection the server closed.
-_db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+_db["CONN_MAX_AGE"] = env_int("CONN_MAX_AGE", 60, minimum=0)
 _db["CONN_HEALTH_CHECKS"] = True
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # The web process and two clusters share one file: WAL lets readers run beside the writer,
@@ -89,7 +90,7 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             "transaction_mode": "IMMEDIATE",
-            "timeout": env.int("SQLITE_BUSY_TIMEOUT", default=30),
+            "timeout": env_int("SQLITE_BUSY_TIMEOUT", 30, minimum=0),
         }
     )
     # Tests run queue workers in other processes, so the test database must be a real file.
@@ -124,26 +125,23 @@ LOGGING = {
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")
 EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "outbox"))
 EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
-EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
 EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
-EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
-EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0, minimum=0.1)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Notifications <noreply@example.com>")
 
 # Every ANYMAIL_<NAME> variable becomes ANYMAIL["<NAME>"] so any provider's settings can be given
-# without a code change. Timeouts are numbers and IGNORE_* flags are booleans; the rest are strings.
-_ANYMAIL_BOOL_TRUE = {"1", "true", "yes", "on"}
+# without a code change. Timeouts are numbers and IGNORE_* flags are booleans (a value that is
+# neither refuses to start); the rest are strings.
 
 
 def _anymail_value(name: str, raw: str) -> object:
     if name.endswith("_TIMEOUT"):
-        try:
-            return float(raw)
-        except ValueError as exc:
-            raise ImproperlyConfigured(f"ANYMAIL_{name} must be a number, got {raw!r}") from exc
+        return parse_float(f"ANYMAIL_{name}", raw, minimum=0)
     if name.startswith("IGNORE_") or name == "DEBUG_API_REQUESTS":
-        return raw.strip().lower() in _ANYMAIL_BOOL_TRUE
+        return parse_bool(f"ANYMAIL_{name}", raw)
     return raw
 
 
@@ -157,25 +155,25 @@ ANYMAIL.setdefault("REQUESTS_TIMEOUT", EMAIL_TIMEOUT)
 # --- Delivery engine ------------------------------------------------------------------------------
 NOTIFY = {
     # Messages claimed per drain round trip; one transaction claims, sends happen outside it.
-    "BATCH_SIZE": env.int("NOTIFY_BATCH_SIZE", default=200),
+    "BATCH_SIZE": env_int("NOTIFY_BATCH_SIZE", 200, minimum=1),
     # A drain task stops claiming after this long so it ends well inside the django-q2 timeout.
-    "DRAIN_BUDGET_SECONDS": env.float("NOTIFY_DRAIN_BUDGET_SECONDS", default=20.0),
+    "DRAIN_BUDGET_SECONDS": env_float("NOTIFY_DRAIN_BUDGET_SECONDS", 20.0, minimum=0),
     # A claimed message whose worker died is requeued by the sweeper after this long.
-    "LEASE_SECONDS": env.int("NOTIFY_LEASE_SECONDS", default=120),
+    "LEASE_SECONDS": env_int("NOTIFY_LEASE_SECONDS", 120, minimum=1),
     # Exponential backoff with full jitter: uniform(0, min(cap, base * 2 ** (attempt - 1))).
-    "RETRY_BASE_SECONDS": env.float("NOTIFY_RETRY_BASE_SECONDS", default=30.0),
-    "RETRY_CAP_SECONDS": env.float("NOTIFY_RETRY_CAP_SECONDS", default=3600.0),
+    "RETRY_BASE_SECONDS": env_float("NOTIFY_RETRY_BASE_SECONDS", 30.0, minimum=0),
+    "RETRY_CAP_SECONDS": env_float("NOTIFY_RETRY_CAP_SECONDS", 3600.0, minimum=0),
     # After this many transient failures in a row a drain hands the rest of its batch back
     # untouched instead of burning every message's attempts against a provider that is down.
-    "BREAKER_FAILURES": env.int("NOTIFY_BREAKER_FAILURES", default=5),
-    "BREAKER_PAUSE_SECONDS": env.float("NOTIFY_BREAKER_PAUSE_SECONDS", default=10.0),
+    "BREAKER_FAILURES": env_int("NOTIFY_BREAKER_FAILURES", 5, minimum=0),
+    "BREAKER_PAUSE_SECONDS": env_float("NOTIFY_BREAKER_PAUSE_SECONDS", 10.0, minimum=0),
     # Domain used in the stable Message-ID header of every email.
     "MESSAGE_ID_DOMAIN": env.str("NOTIFY_MESSAGE_ID_DOMAIN", default="notifications.local"),
-    "SWEEP_MINUTES": env.int("NOTIFY_SWEEP_MINUTES", default=1),
+    "SWEEP_MINUTES": env_int("NOTIFY_SWEEP_MINUTES", 1, minimum=1),
     # How long a process reuses event types, template versions and producers' scopes.
-    "LOOKUP_CACHE_SECONDS": env.float("NOTIFY_LOOKUP_CACHE_SECONDS", default=5.0),
+    "LOOKUP_CACHE_SECONDS": env_float("NOTIFY_LOOKUP_CACHE_SECONDS", 5.0, minimum=0),
     # notify() refuses a send_at further ahead than this, or more than the skew in the past.
-    "SEND_AT_HORIZON_DAYS": env.int("NOTIFY_SEND_AT_HORIZON_DAYS", default=30),
+    "SEND_AT_HORIZON_DAYS": env_int("NOTIFY_SEND_AT_HORIZON_DAYS", 30, minimum=1),
     "SEND_AT_SKEW_SECONDS": 60,
 }
 
@@ -184,24 +182,25 @@ NOTIFY = {
 # All lanes share `name`, which is the signing salt for queued tasks.
 LANES = ("transactional", "bulk")
 REDIS_URL = env.str("REDIS_URL", default="")
-_Q_TIMEOUT = env.int("Q_TIMEOUT", default=60)
+_Q_TIMEOUT = env_int("Q_TIMEOUT", 60, minimum=1)
 Q_CLUSTER: dict[str, object] = {
     "name": "notifications",
-    "workers": env.int("Q_WORKERS", default=2),
+    "workers": env_int("Q_WORKERS", 2, minimum=1),
     "timeout": _Q_TIMEOUT,
-    # ORM broker re-delivers a task after `retry` seconds: keep it far above `timeout`.
-    "retry": _Q_TIMEOUT * 5,
+    # ORM broker re-delivers a task after `retry` seconds: keep it far above `timeout`
+    # (notifications/checks.py refuses settings where it is not).
+    "retry": env_int("Q_RETRY", _Q_TIMEOUT * 5, minimum=1),
     "max_attempts": 1,
     "save_limit": 100,
     "catch_up": False,
-    "poll": env.float("Q_POLL", default=0.1),
+    "poll": env_float("Q_POLL", 0.1, minimum=0),
     # queue_limit = workers: a busy cluster does not hoard queued drain tasks while another
     # host serving the same lane sits idle.
     "ALT_CLUSTERS": {
         lane: {"workers": workers, "queue_limit": workers}
         for lane, workers in (
-            ("transactional", env.int("Q_WORKERS_TRANSACTIONAL", default=2)),
-            ("bulk", env.int("Q_WORKERS_BULK", default=2)),
+            ("transactional", env_int("Q_WORKERS_TRANSACTIONAL", 2, minimum=1)),
+            ("bulk", env_int("Q_WORKERS_BULK", 2, minimum=1)),
         )
     },
 }
@@ -223,13 +222,13 @@ REST_FRAMEWORK = {
 NOTIFY_API = {
     # Pending + retry messages per lane past which the API answers 429 (bulk sheds first).
     "HIGH_WATER": {
-        "transactional": env.int("NOTIFY_HIGH_WATER_TRANSACTIONAL", default=100_000),
-        "bulk": env.int("NOTIFY_HIGH_WATER_BULK", default=20_000),
+        "transactional": env_int("NOTIFY_HIGH_WATER_TRANSACTIONAL", 100_000, minimum=0),
+        "bulk": env_int("NOTIFY_HIGH_WATER_BULK", 20_000, minimum=0),
     },
     "RETRY_AFTER": {"transactional": 5, "bulk": 30},
-    "DEPTH_CACHE_SECONDS": env.float("NOTIFY_DEPTH_CACHE_SECONDS", default=1.0),
-    "BATCH_MAX": env.int("NOTIFY_API_BATCH_MAX", default=1000),
-    "MAX_BODY_BYTES": env.int("NOTIFY_API_MAX_BODY_BYTES", default=2 * 1024 * 1024),
+    "DEPTH_CACHE_SECONDS": env_float("NOTIFY_DEPTH_CACHE_SECONDS", 1.0, minimum=0),
+    "BATCH_MAX": env_int("NOTIFY_API_BATCH_MAX", 1000, minimum=1),
+    "MAX_BODY_BYTES": env_int("NOTIFY_API_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1),
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = NOTIFY_API["MAX_BODY_BYTES"]
 
