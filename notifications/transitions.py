@@ -45,7 +45,8 @@ TRANSITIONS: dict[str, Transition] = {
         (Status.PROCESSING,), Status.RETRY, "handed back untried (breaker, lost connection)"
     ),
     "lease_expired": Transition(
-        (Status.PROCESSING,), Status.RETRY, "worker lost: sweeper hands it back, attempt counted"
+        (Status.PROCESSING,), Status.RETRY,
+        "worker lost, the sweeper hands it back, attempt counted",
     ),
     "kill": Transition((Status.PROCESSING,), Status.DEAD, "with a DeadReason (permanent_error, "
                        "max_attempts, expired, render_failed)"),

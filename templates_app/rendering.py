@@ -172,7 +172,9 @@ def _compiled_version(version: TemplateVersion) -> _CompiledVersion:
 
 
 def render_version(version: TemplateVersion, context: Mapping[str, Any]) -> RenderedEmail:
-    """Render a saved version; its compiled templates are cached (hot path of bulk sends)."""
+    """Render a version; a saved one's compiled templates are cached (hot path of bulk sends).
+
+    An unsaved version (no pk) is compiled afresh: that is how sources are tried out."""
     return _render(_compiled_version(version), context)
 
 
@@ -184,10 +186,3 @@ def render_subject(version: TemplateVersion, context: Mapping[str, Any]) -> str 
     except TemplateRenderError:
         return None
     return " ".join(subject.split())
-
-
-def render_source(
-    *, subject: str, html_body: str, text_body: str = "", context: Mapping[str, Any]
-) -> RenderedEmail:
-    """Render unsaved sources (previews); raises TemplateCompileError or TemplateRenderError."""
-    return _render(_compile(subject, html_body, text_body), context)

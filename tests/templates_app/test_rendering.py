@@ -1,12 +1,22 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.utils.safestring import SafeData
 
 from templates_app import rendering
 from templates_app.exceptions import TemplateCompileError, TemplateRenderError
-from templates_app.rendering import compile_check, render_source, render_version
+from templates_app.models import TemplateVersion
+from templates_app.rendering import RenderedEmail, compile_check, render_version
 from templates_app.services import template_create
+
+
+def render_source(*, subject: str, html_body: str, text_body: str = "",
+                  context: dict[str, Any]) -> RenderedEmail:
+    """Render sources as an unsaved version (what the drain does with a saved one)."""
+    version = TemplateVersion(subject=subject, html_body=html_body, text_body=text_body)
+    return render_version(version, context)
 
 FORBIDDEN = [
     "{% load static %}",
