@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from bench import delivery as bench  # noqa: E402
 from bench import procstat  # noqa: E402
 
-PHASES = ("claim_batch", "render_batch", "build_email", "send_chunk", "send_one",
+PHASES = ("claim_batch", "render_batch", "build_email", "Sender.send",
           "record_outcomes", "release_untried", "wake_lane", "wake_taken", "_next_due")
 
 
@@ -146,6 +146,10 @@ def main() -> int:
         originals = {name: getattr(delivery, name) for name in PHASES if hasattr(delivery, name)}
         for name, func in originals.items():
             setattr(delivery, name, timers.wrap(name, func))
+        from notifications.senders import Sender
+
+        original_send = Sender.send
+        Sender.send = timers.wrap("Sender.send", original_send)  # type: ignore[method-assign]
         # Each status transition (claim, mark_sent, ...) on its own: wrap transitions._move.
         import notifications.transitions as transitions
 
@@ -164,6 +168,7 @@ def main() -> int:
         pg_cpu = procstat.process_cpu_seconds(backend_pid) - pg0
         for name, func in originals.items():
             setattr(delivery, name, func)
+        Sender.send = original_send  # type: ignore[method-assign]
         transitions._move = original_move
         n = report.sent
         if n != args.messages:
@@ -181,7 +186,7 @@ def main() -> int:
                     f"{timers.wall[name] / n * 1e6:,.0f} | {timers.wall[name] / wall:.0%} | "
                     f"{timers.cpu[name] / n * 1e6:,.0f} |")
         say("")
-        say("(build_email runs inside send_chunk, send_chunk minus build_email is the SMTP part; "
+        say("(Sender.send is the SMTP part, build_email is timed on its own; "
             "the move() rows are inside claim_batch and record_outcomes.)")
         say()
         say("| SQL statement | count | wall ms | wall µs/email | share of wall |")

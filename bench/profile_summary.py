@@ -79,7 +79,7 @@ def _category(frames: list[str]) -> str:
         part = "record_outcomes (UPDATE sent + bulk_create DeliveryAttempt)"
     elif "build_email" in joined:
         part = "build_email (EmailMultiAlternatives)"
-    elif "send_one" in joined or "send_messages" in joined or "send_each" in joined:
+    elif "_send_one" in joined or "send_messages" in joined or "send_each" in joined:
         leaf = frames[-1].split(" ", 1)[0]
         waiting = leaf in WAITS or "socket" in frames[-1]
         part = "send: waiting for the sink" if waiting else "send: CPU (MIME, smtplib)"

@@ -6,13 +6,22 @@ A drain of one lane:
 2. Claims a batch in one short transaction (priority first, then due time; SKIP LOCKED on
    PostgreSQL, a serialised conditional UPDATE on SQLite): status `processing`, a lease, attempts+1.
 3. Renders each message from its pinned template version and data (a render error sends it to
-   the DLQ as `render_failed`), then sends over ONE reused backend connection, no transaction open.
-4. Records every outcome with a few statements: `sent`, `retry` (exponential backoff with full
-   jitter, never sooner than Retry-After), or `dead` with the reason; one DeliveryAttempt each.
-5. Loops until nothing is due (waiting a little for retries due within its time budget) or the
+   the DLQ as `render_failed`), then sends it in rounds of up to NOTIFY_SEND_CONCURRENCY in
+   flight (notifications/senders.py), over reused backend connections, no transaction open.
+4. Records each round's outcomes as soon as the round is back, with a few statements: `sent`,
+   `retry` (exponential backoff with full jitter, never sooner than Retry-After), or `dead` with
+   the reason; one DeliveryAttempt each.
+5. Starts no send after its deadline (the time budget): what is still untried then is handed
+   back with its attempt refunded, due at once. A round started before the deadline ends within
+   the longest send (EMAIL_TIMEOUT / ANYMAIL REQUESTS_TIMEOUT), which is why budget + that must
+   stay well under the django-q2 timeout (notifications/checks.py).
+6. Loops until nothing is due (waiting a little for retries due within its time budget) or the
    budget is spent. A full batch wakes one more drain so a second worker joins in.
 
-If the worker dies between 2 and 4, the lease expires and the sweeper hands the message back.
+If the worker dies between 2 and 4, the lease expires and the sweeper hands the message back. A
+worker killed at any moment leaves at most one round unrecorded: the sends in flight (at most
+NOTIFY_SEND_CONCURRENCY, or one chunk of SEND_CHUNK on a pipelining backend). Those messages may
+have gone out; the sweeper retries them with the same Message-ID.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import EmailMultiAlternatives
 from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Min
@@ -41,7 +50,7 @@ from django.utils import timezone
 
 from notifications import lookups, transitions
 from notifications.content import message_render, versions_for
-from notifications.errors import RENDER, SendResult, classify
+from notifications.errors import RENDER, SendResult
 from notifications.models import (
     CLAIMABLE,
     DeadReason,
@@ -51,6 +60,7 @@ from notifications.models import (
     Outcome,
     Status,
 )
+from notifications.senders import Sender
 from notifications.wakeups import wake_lane, wake_taken
 from templates_app.exceptions import TemplateRenderError
 from templates_app.rendering import RenderedEmail
@@ -84,6 +94,12 @@ class DrainReport:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def add(self, other: DrainReport) -> None:
+        self.sent += other.sent
+        self.retried += other.retried
+        self.dead += other.dead
+        self.released += other.released
 
 
 @dataclass
@@ -163,31 +179,6 @@ def build_email(message: Message, rendered: RenderedEmail) -> EmailMultiAlternat
     email.metadata = {"notification_id": str(message.pk), "event": event_key}  # type: ignore[attr-defined]
     email.tags = [event_key]  # type: ignore[attr-defined]
     return email
-
-
-def send_one(backend: Any, message: Message, rendered: RenderedEmail) -> SendResult:
-    email = build_email(message, rendered)
-    try:
-        backend.send_messages([email])
-    except Exception as exc:  # every transport's errors are classified, none escapes
-        _reset_connection(backend)
-        return classify(exc)
-    status = getattr(email, "anymail_status", None)
-    provider_id = getattr(status, "message_id", None) if status is not None else None
-    return SendResult(Outcome.SENT,
-                      provider_message_id=str(provider_id or message_id_for(message.pk)))
-
-
-def _reset_connection(backend: Any) -> None:
-    """After a failure the connection may be half-dead: drop it and open a fresh one."""
-    try:
-        backend.close()
-    except Exception:  # closing a broken connection may itself fail; the reopen below matters
-        logger.debug("closing the email connection failed", exc_info=True)
-    try:
-        backend.open()
-    except Exception:
-        logger.debug("reopening the email connection failed", exc_info=True)
 
 
 @lru_cache(maxsize=4)
@@ -291,11 +282,6 @@ def release_untried(messages: Sequence[Message], token: UUID, *, delay: float,
 
 # --- the drain loop -------------------------------------------------------------------------------
 
-# Messages handed to a batch-capable backend (`send_each`, e.g. the pipelined SMTP backend) at a
-# time: large enough to amortise the round trips, small enough for the breaker to react.
-SEND_CHUNK = 50
-
-
 Ready = tuple[Message, RenderedEmail]
 
 
@@ -314,32 +300,13 @@ def render_batch(messages: Sequence[Message]) -> tuple[list[Ready], list[Attempt
     return ready, failed
 
 
-def send_chunk(backend: Any, ready: Sequence[Ready]) -> list[SendResult | None]:
-    """Send rendered messages; one SendResult each, or None where one was never attempted."""
-    send_each = getattr(backend, "send_each", None)
-    if send_each is None:
-        return [send_one(backend, m, rendered) for m, rendered in ready]
-    messages = [m for m, _ in ready]
-    emails = [build_email(m, rendered) for m, rendered in ready]
-    try:
-        errors = send_each(emails)
-    except Exception as exc:  # e.g. the connection could not be opened: nothing went out
-        _reset_connection(backend)
-        return [classify(exc)] + [None] * (len(messages) - 1)
-    results: list[SendResult | None] = []
-    for message, error in zip(messages, errors, strict=True):
-        if error is None:
-            results.append(SendResult(Outcome.SENT,
-                                      provider_message_id=message_id_for(message.pk)))
-        elif getattr(error, "not_attempted", False) or type(error).__name__ == "NotAttempted":
-            results.append(None)
-        else:
-            results.append(classify(error))
-    return results
+def process_batch(sender: Sender, batch: list[Message], breaker: Breaker,
+                  deadline: float) -> DrainReport:
+    """Send one claimed batch round by round, recording each round's outcomes as it ends.
 
-
-def process_batch(backend: Any, batch: list[Message], breaker: Breaker) -> DrainReport:
-    """Send one claimed batch and record the outcomes. Expired messages are not sent."""
+    Expired messages are not sent. No round starts once the breaker is open or the deadline
+    (time.monotonic()) has passed: the rest is handed back untried, its attempt refunded.
+    """
     token = batch[0].lease_token
     now = timezone.now()
     outcomes: list[Attempted] = []
@@ -352,27 +319,39 @@ def process_batch(backend: Any, batch: list[Message], breaker: Breaker) -> Drain
             live.append(message)
     ready, failed = render_batch(live) if live else ([], [])
     outcomes.extend(failed)
-    chunk = SEND_CHUNK if hasattr(backend, "send_each") else 1
-    untried: list[Message] = []
+    report = DrainReport(lane="")
+    held_back: list[Message] = []
+    late: list[Message] = []
     never_sent: list[Message] = []
-    for start in range(0, len(ready), chunk):
+    start = 0
+    while start < len(ready):
         if breaker.open:
-            untried = [m for m, _ in ready[start:]]
+            held_back = [m for m, _ in ready[start:]]
             break
-        part = ready[start:start + chunk]
-        started, t0 = timezone.now(), time.monotonic()
-        results = send_chunk(backend, part)
-        each_ms = int((time.monotonic() - t0) * 1000 / len(part))
-        for (message, _), result in zip(part, results, strict=True):
-            if result is None:
+        if time.monotonic() >= deadline:
+            late = [m for m, _ in ready[start:]]
+            break
+        part = ready[start:start + sender.round_size]
+        start += len(part)
+        failed = 0
+        for (message, _), sent in zip(part, sender.send(
+                [(m, build_email(m, rendered)) for m, rendered in part]), strict=True):
+            if sent.result is None:
                 never_sent.append(message)
                 continue
-            breaker.record(result.outcome != Outcome.SENT and result.retryable)
-            outcomes.append(Attempted(message, result, started, each_ms))
-    report = record_outcomes(outcomes, token)
+            transient = sent.result.outcome != Outcome.SENT and sent.result.retryable
+            failed += transient
+            breaker.record(transient)
+            outcomes.append(Attempted(message, sent.result, sent.started_at, sent.duration_ms))
+        sender.feedback(tried=len(part), failed=failed)
+        report.add(record_outcomes(outcomes, token))  # a crash now loses no outcome of this round
+        outcomes = []
+    report.add(record_outcomes(outcomes, token))
     report.released = release_untried(
-        untried, token, delay=settings.NOTIFY["BREAKER_PAUSE_SECONDS"],
+        held_back, token, delay=settings.NOTIFY["BREAKER_PAUSE_SECONDS"],
         reason="provider failing: handed back untried (circuit breaker)",
+    ) + release_untried(late, token, delay=0,
+                        reason="drain budget spent before sending: handed back untried"
     ) + release_untried(never_sent, token, delay=0,
                         reason="connection lost before sending: requeued")
     return report
@@ -389,9 +368,7 @@ def drain_lane(
     report = DrainReport(lane=lane)
     breaker = Breaker(conf["BREAKER_FAILURES"])
     wake_taken(lane)
-    backend = get_connection()
-    backend.open()
-    try:
+    with Sender(concurrency=conf["SEND_CONCURRENCY"], message_id=message_id_for) as sender:
         while time.monotonic() < deadline:
             if breaker.open:
                 # Provider down: stop claiming for a while instead of burning attempts.
@@ -414,18 +391,14 @@ def drain_lane(
                 continue
             if len(batch) == batch_size:
                 wake_lane(lane)  # more is waiting: let another worker join in
-            part = process_batch(backend, batch, breaker)
+            report.add(process_batch(sender, batch, breaker, deadline))
             report.batches += 1
             report.claimed += len(batch)
-            report.sent += part.sent
-            report.retried += part.retried
-            report.dead += part.dead
-            report.released += part.released
-    finally:
-        try:
-            backend.close()
-        except Exception:
-            logger.debug("closing the email connection failed", exc_info=True)
+    # The budget ran out with work due (messages handed back at the deadline, or never claimed):
+    # the next drain starts now, not at the next sweep.
+    next_due = _next_due(lane)
+    if next_due is not None and next_due <= timezone.now():
+        wake_lane(lane)
     logger.info("drain %s: %s", lane, report.as_dict())
     return report
 

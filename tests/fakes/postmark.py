@@ -77,6 +77,11 @@ Modes and what anymail 15.2 does with them (verified in ``tests/test_fakes.py``)
     ``ProtocolError('Connection aborted.', ConnectionResetError(104, ...))``);
     ``exc.response``/``exc.status_code`` are ``None``.
 
+``fake.latency`` (seconds, default 0) is added before every answer, as a real API's round trip
+(50-500 ms) would be; keep-alive connections stay open meanwhile. ``GET /_fake/stats`` answers
+``{"requests", "accepted", "delivered", "max_accepted_per_message_id"}`` for a fake running in
+another process (``python -m tests.fakes.postmark --port N --latency 0.1``).
+
 Records (thread-safe snapshots): ``fake.requests`` (one :class:`PostmarkRequest` per
 message, so a batch call gives several), ``fake.accepted`` (answered 200 in mode "200"),
 ``fake.delivered`` (accepted + completed hangs: what Postmark would actually send).
@@ -172,6 +177,7 @@ class PostmarkRequest:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # a burst of new keep-alive connections must not be refused
     fake: FakePostmark
 
 
@@ -199,10 +205,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.fake._track(self.connection, add=False)
 
     def do_POST(self) -> None:  # noqa: N802
-        self.server.fake._handle(self)
+        fake = self.server.fake
+        fake._count_in_flight(+1)
+        try:
+            fake._handle(self)
+        finally:
+            fake._count_in_flight(-1)
 
     def do_GET(self) -> None:  # noqa: N802
-        self.server.fake._send_json(self, 404, {"ErrorCode": 404, "Message": "Not found"})
+        fake = self.server.fake
+        if self.path.rstrip("/") == "/_fake/stats":
+            fake._send_json(self, 200, fake.stats())
+            return
+        fake._send_json(self, 404, {"ErrorCode": 404, "Message": "Not found"})
 
 
 class FakePostmark(Scripted):
@@ -220,6 +235,10 @@ class FakePostmark(Scripted):
         self.server_token = server_token
         self.host = host
         self.port: int | None = None
+        self.latency = 0.0  # seconds added before every answer
+        self.in_flight = 0  # requests being handled now
+        self.max_in_flight = 0  # the most handled at once since start (or reset)
+        self.connections_opened = 0  # TCP connections accepted since start (or reset)
         self._scripts = ModeScripts("200", validate_mode)
         self._lock = threading.Lock()
         self._records: list[PostmarkRequest] = []
@@ -283,6 +302,8 @@ class FakePostmark(Scripted):
     def _clear_records(self) -> None:
         with self._lock:
             self._records.clear()
+            self.max_in_flight = self.in_flight
+            self.connections_opened = 0
 
     # -- records --------------------------------------------------------------------
 
@@ -316,6 +337,14 @@ class FakePostmark(Scripted):
     def count_delivered_by_message_id(self) -> Counter[str]:
         return Counter(r.message_id for r in self.delivered if r.message_id is not None)
 
+    def stats(self) -> dict[str, int]:
+        requests = self.requests
+        accepted = Counter(r.message_id for r in requests if r.accepted)
+        return {"requests": len(requests), "accepted": sum(accepted.values()),
+                "delivered": sum(1 for r in requests if r.delivered),
+                "max_accepted_per_message_id": max(accepted.values(), default=0),
+                "max_in_flight": self.max_in_flight}
+
     def wait_for(
         self, predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02
     ) -> Any:
@@ -324,10 +353,16 @@ class FakePostmark(Scripted):
 
     # -- request handling -----------------------------------------------------------
 
+    def _count_in_flight(self, delta: int) -> None:
+        with self._lock:
+            self.in_flight += delta
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
     def _track(self, conn: socket.socket, add: bool) -> None:
         with self._lock:
             if add:
                 self._conns.add(conn)
+                self.connections_opened += 1
             else:
                 self._conns.discard(conn)
 
@@ -398,6 +433,8 @@ class FakePostmark(Scripted):
             self._send_json(handler, 422, {"ErrorCode": 402, "Message": "Invalid JSON"})
             return
 
+        if self.latency:
+            self._stopping.wait(self.latency)
         token_ok = handler.headers.get("X-Postmark-Server-Token") == self.server_token
         recs: list[PostmarkRequest] = []
         for msg in messages:
@@ -525,3 +562,33 @@ def _split(value: Any) -> list[str]:
     if isinstance(value, list):
         return [str(v) for v in value]
     return [f"{name} <{addr}>" if name else addr for name, addr in getaddresses([str(value)])]
+
+
+def main() -> None:
+    """Serve a fake Postmark in this process until SIGTERM/SIGINT (for benchmarks)."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description="Fake Postmark API on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--token", default="test-server-token")
+    args = parser.parse_args()
+    fake = FakePostmark(server_token=args.token)
+    fake.latency = args.latency
+    server = _Server((fake.host, args.port), _Handler)
+    server.fake = fake
+    fake._server, fake.port = server, server.server_address[1]
+    print(f"listening {fake.url}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    try:
+        server.serve_forever(poll_interval=0.05)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -322,3 +323,53 @@ def test_a_renamed_event_type_tags_the_next_email_with_its_new_key(outbox: list[
         (["ann@example.com"], ["order.placed"], "order.placed"),
         (["bob@example.com"], ["order.confirmed"], "order.confirmed"),
     ]
+
+
+# --- providers with real latency ------------------------------------------------------------
+
+def test_it_keeps_up_to_the_concurrency_in_flight_over_reused_connections(
+    postmark: FakePostmark, settings: Any,
+) -> None:
+    settings.NOTIFY = {**settings.NOTIFY, "SEND_CONCURRENCY": 8}
+    postmark.latency = 0.2
+    messages = [order(f"u{n}@example.com") for n in range(20)]
+
+    report = drain()
+
+    assert report.sent == 20
+    assert postmark.max_in_flight == 8
+    accepted = postmark.count_accepted_by_message_id()
+    assert all(accepted[message_id_for(m.pk)] == 1 for m in messages)
+    # Each attempt is timed on its own (not a share of the round): the provider's 200 ms.
+    durations = DeliveryAttempt.objects.values_list("duration_ms", flat=True)
+    assert min(durations) >= 200
+    # Keep-alive: a connection per sending thread (and the drain's own), not one per email.
+    assert postmark.connections_opened <= 9
+
+
+def test_it_starts_no_send_after_its_deadline_and_hands_the_rest_back_refunded(
+    postmark: FakePostmark, settings: Any, no_wakeups: list[str],
+) -> None:
+    settings.NOTIFY = {**settings.NOTIFY, "SEND_CONCURRENCY": 2}
+    postmark.latency = 0.3
+    messages = [order(f"u{n}@example.com") for n in range(10)]
+
+    started = time.time()
+    report = drain_lane("transactional", budget=0.5)
+
+    # Rounds start at ~0 s (one send: rounds start small) and ~0.3 s (two); the third would
+    # start after the 0.5 s deadline.
+    assert (report.claimed, report.sent, report.released) == (10, 3, 7)
+    assert all(r.time < started + 0.5 for r in postmark.requests)
+    rows = {m.pk: m for m in Message.objects.filter(pk__in=[m.pk for m in messages])}
+    back = [m for m in rows.values() if m.status == Status.RETRY]
+    assert len(back) == 7
+    assert {(m.attempts, m.lease_until) for m in back} == {(0, None)}  # the claim's refunded
+    assert all(m.next_attempt_at <= timezone.now() for m in back)  # due again at once
+    assert all("budget" in m.last_error for m in back)
+    assert not DeliveryAttempt.objects.filter(message_id__in=[m.pk for m in back]).exists()
+    assert no_wakeups[-1:] == ["transactional"]  # the next drain starts now, not at a sweep
+
+    drain()
+    assert set(Message.objects.values_list("status", flat=True)) == {Status.SENT}
+    assert sum(postmark.count_accepted_by_message_id().values()) == 10
