@@ -6,21 +6,23 @@ A drain of one lane:
 2. Claims a batch in one short transaction (priority first, then due time; SKIP LOCKED on
    PostgreSQL, a serialised conditional UPDATE on SQLite): status `processing`, a lease, attempts+1.
 3. Renders each message from its pinned template version and data (a render error sends it to
-   the DLQ as `render_failed`), then sends it in rounds of up to NOTIFY_SEND_CONCURRENCY in
-   flight (notifications/senders.py), over reused backend connections, no transaction open.
-4. Records each round's outcomes as soon as the round is back, with a few statements: `sent`,
-   `retry` (exponential backoff with full jitter, never sooner than Retry-After), or `dead` with
-   the reason; one DeliveryAttempt each.
+   the DLQ as `render_failed`), then sends with up to NOTIFY_SEND_CONCURRENCY in flight
+   (notifications/senders.py), over reused backend connections, no transaction open.
+4. Records outcomes as sends finish, every `Sender.flush_every` of them (a quarter of the
+   concurrency), with a few statements: `sent`, `retry` (exponential backoff with full jitter,
+   never sooner than Retry-After), or `dead` with the reason; one DeliveryAttempt each.
 5. Starts no send after its deadline (the time budget): what is still untried then is handed
-   back with its attempt refunded, due at once. A round started before the deadline ends within
+   back with its attempt refunded, due at once. A send started before the deadline ends within
    the longest send (EMAIL_TIMEOUT / ANYMAIL REQUESTS_TIMEOUT), which is why budget + that must
    stay well under the django-q2 timeout (notifications/checks.py).
 6. Loops until nothing is due (waiting a little for retries due within its time budget) or the
-   budget is spent. A full batch wakes one more drain so a second worker joins in.
+   budget is spent. A full batch wakes one more drain so a second worker joins in, and a drain
+   that ends with work due wakes the next one.
 
 If the worker dies between 2 and 4, the lease expires and the sweeper hands the message back. A
-worker killed at any moment leaves at most one round unrecorded: the sends in flight (at most
-NOTIFY_SEND_CONCURRENCY, or one chunk of SEND_CHUNK on a pipelining backend). Those messages may
+worker killed at any moment leaves at most NOTIFY_SEND_CONCURRENCY x 1.25 sends unrecorded (those
+in flight, plus fewer than a quarter of the concurrency finished and not yet written; one chunk
+of SEND_CHUNK on a pipelining backend). Those messages may
 have gone out; the sweeper retries them with the same Message-ID.
 """
 
@@ -302,9 +304,9 @@ def render_batch(messages: Sequence[Message]) -> tuple[list[Ready], list[Attempt
 
 def process_batch(sender: Sender, batch: list[Message], breaker: Breaker,
                   deadline: float) -> DrainReport:
-    """Send one claimed batch round by round, recording each round's outcomes as it ends.
+    """Send one claimed batch, recording outcomes as sends finish (every `flush_every`).
 
-    Expired messages are not sent. No round starts once the breaker is open or the deadline
+    Expired messages are not sent. No send starts once the breaker is open or the deadline
     (time.monotonic()) has passed: the rest is handed back untried, its attempt refunded.
     """
     token = batch[0].lease_token
@@ -323,29 +325,34 @@ def process_batch(sender: Sender, batch: list[Message], breaker: Breaker,
     held_back: list[Message] = []
     late: list[Message] = []
     never_sent: list[Message] = []
-    start = 0
-    while start < len(ready):
+    stop_reason: list[str] = []
+
+    def may_start() -> bool:
         if breaker.open:
-            held_back = [m for m, _ in ready[start:]]
-            break
+            stop_reason.append("breaker")
+            return False
         if time.monotonic() >= deadline:
-            late = [m for m, _ in ready[start:]]
-            break
-        part = ready[start:start + sender.round_size]
-        start += len(part)
-        failed = 0
-        for (message, _), sent in zip(part, sender.send(
-                [(m, build_email(m, rendered)) for m, rendered in part]), strict=True):
+            stop_reason.append("deadline")
+            return False
+        return True
+
+    sends = sender.stream(ready, build_email, may_start)
+    for group in sends:
+        for index, sent in group:
+            message = ready[index][0]
             if sent.result is None:
                 never_sent.append(message)
                 continue
-            transient = sent.result.outcome != Outcome.SENT and sent.result.retryable
-            failed += transient
-            breaker.record(transient)
+            breaker.record(sent.result.outcome != Outcome.SENT and sent.result.retryable)
             outcomes.append(Attempted(message, sent.result, sent.started_at, sent.duration_ms))
-        sender.feedback(tried=len(part), failed=failed)
-        report.add(record_outcomes(outcomes, token))  # a crash now loses no outcome of this round
-        outcomes = []
+        if len(outcomes) >= sender.flush_every:  # a crash now loses none of these outcomes
+            report.add(record_outcomes(outcomes, token))
+            outcomes = []
+    untried = [m for m, _ in ready[sender.started:]]
+    if untried and stop_reason and stop_reason[-1] == "breaker":
+        held_back = untried
+    else:
+        late = untried
     report.add(record_outcomes(outcomes, token))
     report.released = release_untried(
         held_back, token, delay=settings.NOTIFY["BREAKER_PAUSE_SECONDS"],

@@ -157,8 +157,9 @@ NOTIFY = {
     # Messages claimed per drain round trip; one transaction claims, sends happen outside it.
     "BATCH_SIZE": env_int("NOTIFY_BATCH_SIZE", 200, minimum=1),
     # Sends each drain keeps in flight (threads, one backend connection each): real providers
-    # answer in 50-500 ms, so one at a time delivers 2-20 emails/s (docs/performance.md).
-    "SEND_CONCURRENCY": env_int("NOTIFY_SEND_CONCURRENCY", 16, minimum=1),
+    # answer in 50-500 ms, so one at a time delivers 2-20 emails/s. 64 measured best at 100 ms
+    # on 2 cores (16: 269/s, 32: 464/s, 64: 687/s with 2 workers; docs/performance.md).
+    "SEND_CONCURRENCY": env_int("NOTIFY_SEND_CONCURRENCY", 64, minimum=1),
     # A drain task stops claiming after this long so it ends well inside the django-q2 timeout.
     "DRAIN_BUDGET_SECONDS": env_float("NOTIFY_DRAIN_BUDGET_SECONDS", 20.0, minimum=0),
     # A claimed message whose worker died is requeued by the sweeper after this long.

@@ -86,8 +86,9 @@ def test_a_slow_provider_that_sometimes_hangs_gets_each_email_once_and_no_task_t
 def test_a_killed_worker_leaves_at_most_its_in_flight_sends_unrecorded(
     own_clusters: Any,
 ) -> None:
-    """Outcomes are recorded per round of NOTIFY_SEND_CONCURRENCY sends, so SIGKILL mid-run
-    loses at most the round in flight; those go out again (same Message-ID) after the lease."""
+    """Outcomes are recorded as sends finish, every concurrency/4 of them, so SIGKILL mid-run
+    loses at most the sends in flight plus fewer than concurrency/4 finished ones; those go out
+    again (same Message-ID) after the lease."""
     concurrency = 4
     with FakePostmark() as fake:
         fake.latency = 0.3
@@ -104,7 +105,8 @@ def test_a_killed_worker_leaves_at_most_its_in_flight_sends_unrecorded(
             pk__in=pks, status="sent").values_list("pk", flat=True)}
         unrecorded = accepted - recorded
         assert recorded <= accepted
-        assert len(unrecorded) <= concurrency
+        # In flight, plus finished sends the drain holds until it has flush_every of them.
+        assert len(unrecorded) <= concurrency + max(1, concurrency // 4)
         assert len(accepted) < 80  # the kill did come mid-run
 
         # The next cluster sweeps when it starts, then every minute: start it once the dead
@@ -118,5 +120,5 @@ def test_a_killed_worker_leaves_at_most_its_in_flight_sends_unrecorded(
         assert {m.status for m in final.values()} == {"sent"}
         counts = fake.count_accepted_by_message_id()
         twice = {mid for mid, n in counts.items() if n == 2}
-        assert twice == unrecorded  # only the round in flight went out twice
+        assert twice == unrecorded  # only those went out twice
         assert max(counts[message_id_for(pk)] for pk in pks) <= 2
