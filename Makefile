@@ -27,7 +27,7 @@ run: demo
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Both benchmarks; each prints its figures beside the alternative and exits non-zero on a missed goal.
+# The benchmarks; each prints its figures beside the alternative and exits non-zero on a missed goal.
 bench: bench-delivery bench-provider bench-api
 
 bench-delivery: install

@@ -1,8 +1,13 @@
 """Health endpoints: JSON, no auth, no secrets.
 
 /health/        the process answers and the database does.
-/health/ready/  also: each lane's cluster ran a task recently (heartbeat) and no lane is past its
-                high-water mark. A load balancer sends traffic only where this says 200.
+/health/ready/  whether this node can serve: the database answers, and the settings are loaded.
+                It also reports each lane's cluster heartbeat and backlog, but neither makes it
+                503: a deep bulk lane or a busy cluster must not take web nodes out of a load
+                balancer (that would refuse password resets too, defeating "bulk sheds first";
+                the API already answers 429 for a full lane), and with no cluster running the
+                node still accepts events, which wait durably in the queue. Backlog and
+                heartbeats belong to stats, metrics and alerts.
 """
 
 from __future__ import annotations
@@ -55,9 +60,5 @@ def ready(request: HttpRequest) -> JsonResponse:
             "heartbeat_age_seconds": round((now - beat).total_seconds(), 1) if beat else None,
             "backlog": "over high-water mark" if full else "ok",
         }
-    is_ready = all(v["cluster"] == "ok" and v["backlog"] == "ok" for v in lanes.values())
-    return JsonResponse(
-        {"status": "ready" if is_ready else "not_ready",
-         "checks": {"database": "ok", "lanes": lanes}},
-        status=200 if is_ready else 503,
-    )
+    return JsonResponse({"status": "ready", "checks": {"database": "ok", "lanes": lanes}},
+                        status=200)
