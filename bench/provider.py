@@ -99,13 +99,7 @@ class Fake:
         return procstat.process_cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        bench.stop_process(self.proc, 10)
         self._log.close()
 
 
