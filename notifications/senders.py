@@ -126,9 +126,11 @@ class Sender:
         self.concurrency = 1 if self.pipelined else max(1, concurrency)
         self.window = SEND_CHUNK if self.pipelined else 1
         self._recent: deque[bool] = deque(maxlen=8)  # transient failure? of the last sends
-        self._main = self._opened(first)
         self._pool = (ThreadPoolExecutor(self.concurrency, thread_name_prefix="send")
                       if self.concurrency > 1 else None)
+        # With a pool every send runs on a pool thread with its own backend: the probe is not
+        # opened (opening Django's file backend already creates an outbox file).
+        self._main = self._opened(first) if self._pool is None else None
 
     def __enter__(self) -> Sender:
         return self
@@ -209,7 +211,8 @@ class Sender:
 
     def _backend(self) -> Any:
         """This thread's backend: the drain's own on its thread, one per pool thread."""
-        if threading.get_ident() == self._owner or self._pool is None:
+        if (threading.get_ident() == self._owner or self._pool is None) \
+                and self._main is not None:
             return self._main
         backend = getattr(self._local, "backend", None)
         if backend is None:

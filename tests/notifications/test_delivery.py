@@ -373,3 +373,19 @@ def test_it_starts_no_send_after_its_deadline_and_hands_the_rest_back_refunded(
     drain()
     assert set(Message.objects.values_list("status", flat=True)) == {Status.SENT}
     assert sum(postmark.count_accepted_by_message_id().values()) == 10
+
+
+def test_the_local_outbox_gets_one_file_per_sending_connection_and_no_empty_ones(
+    settings: Any, tmp_path: Any,
+) -> None:
+    """make run's default backend writes files: a drain must not leave empty ones behind."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    settings.EMAIL_FILE_PATH = str(tmp_path)
+    for n in range(3):
+        order(f"u{n}@example.com")
+
+    assert drain().sent == 3
+
+    files = list(tmp_path.iterdir())
+    assert files and all(f.stat().st_size > 0 for f in files)
+    assert sum(f.read_text().count("Subject: Order 7 confirmed") for f in files) == 3
