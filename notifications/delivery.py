@@ -62,6 +62,7 @@ from notifications.models import (
     Outcome,
     Status,
 )
+from notifications.ratelimit import limiter_for
 from notifications.senders import Sender
 from notifications.wakeups import wake_lane, wake_taken
 from templates_app.exceptions import TemplateRenderError
@@ -106,7 +107,10 @@ class DrainReport:
 
 @dataclass
 class Breaker:
-    """Trips when the last `size` outcomes were all transient failures (provider looks down)."""
+    """Trips when the last `size` outcomes were all transient failures (provider looks down).
+
+    Throttling answers (429) are not recorded: the provider is up and asked for less, which the
+    sender's window (halved) and the retry's Retry-After give it."""
 
     size: int
     recent: deque[bool] = field(default_factory=deque)
@@ -343,7 +347,8 @@ def process_batch(sender: Sender, batch: list[Message], breaker: Breaker,
             if sent.result is None:
                 never_sent.append(message)
                 continue
-            breaker.record(sent.result.outcome != Outcome.SENT and sent.result.retryable)
+            if not sent.result.throttled:  # a 429 is an answer: the provider is up
+                breaker.record(sent.result.outcome != Outcome.SENT and sent.result.retryable)
             outcomes.append(Attempted(message, sent.result, sent.started_at, sent.duration_ms))
         if len(outcomes) >= sender.flush_every:  # a crash now loses none of these outcomes
             report.add(record_outcomes(outcomes, token))
@@ -375,7 +380,8 @@ def drain_lane(
     report = DrainReport(lane=lane)
     breaker = Breaker(conf["BREAKER_FAILURES"])
     wake_taken(lane)
-    with Sender(concurrency=conf["SEND_CONCURRENCY"], message_id=message_id_for) as sender:
+    with Sender(concurrency=conf["SEND_CONCURRENCY"], message_id=message_id_for,
+                limiter=limiter_for(settings.EMAIL_BACKEND)) as sender:
         while time.monotonic() < deadline:
             if breaker.open:
                 # Provider down: stop claiming for a while instead of burning attempts.

@@ -40,6 +40,11 @@ class SendResult:
     def retryable(self) -> bool:
         return self.outcome in (Outcome.TRANSIENT, Outcome.UNKNOWN)
 
+    @property
+    def throttled(self) -> bool:
+        """The provider asked us to slow down (HTTP 429): it is up, so not a breaker failure."""
+        return self.outcome == Outcome.TRANSIENT and self.error_code == "429"
+
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent/bad."""

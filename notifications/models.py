@@ -216,3 +216,15 @@ class LaneState(models.Model):
 
     def __str__(self) -> str:
         return self.lane
+
+
+class ProviderRate(models.Model):
+    """The shared send schedule of one provider (GCRA): when its next send may start.
+
+    Written by notifications.ratelimit when REDIS_URL is not set (Redis holds it otherwise)."""
+
+    provider = models.CharField(max_length=200, primary_key=True)
+    tat = models.DateTimeField(help_text="Theoretical arrival time of the next send.")
+
+    def __str__(self) -> str:
+        return self.provider

@@ -46,6 +46,7 @@ from django.utils import timezone
 
 from notifications.errors import SendResult, classify
 from notifications.models import Message, Outcome
+from notifications.ratelimit import RateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ logger = logging.getLogger(__name__)
 SEND_CHUNK = 50
 
 Built = tuple[Message, EmailMessage]
+# How far ahead (seconds) a drain may reserve rate-limited slots: a reserved slot is used even if
+# the drain's deadline passes meanwhile, so this bounds how late a send can start.
+RATE_AHEAD = 0.5
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,8 @@ def _close(backend: Any) -> None:
 class Sender:
     """Sends built emails; see the module docstring. Use as a context manager."""
 
-    def __init__(self, *, concurrency: int, message_id: Any) -> None:
+    def __init__(self, *, concurrency: int, message_id: Any,
+                 limiter: RateLimiter | None = None) -> None:
         self._message_id = message_id  # pk -> our Message-ID (the SMTP provider id)
         self._backends: list[Any] = []
         self._lock = threading.Lock()
@@ -126,6 +131,12 @@ class Sender:
         self.concurrency = 1 if self.pipelined else max(1, concurrency)
         self.window = SEND_CHUNK if self.pipelined else 1
         self._recent: deque[bool] = deque(maxlen=8)  # transient failure? of the last sends
+        self._limiter = limiter
+        self._next_start = 0.0  # time.monotonic() when the last reserved send may start
+        if limiter is not None and self.pipelined:
+            # A pipelined chunk leaves at once: keep it to 5% of a second's sends, so no
+            # one-second window exceeds the rate by more than that.
+            self.window = max(1, min(SEND_CHUNK, int(1 / limiter.interval / 20)))
         self._pool = (ThreadPoolExecutor(self.concurrency, thread_name_prefix="send")
                       if self.concurrency > 1 else None)
         # With a pool every send runs on a pool thread with its own backend: the probe is not
@@ -166,6 +177,8 @@ class Sender:
                 part = items[self.started:self.started + self.window]
                 first = self.started
                 self.started += len(part)
+                if self._limiter is not None:
+                    time.sleep(self._limiter.reserve(len(part)))
                 built = [(m, build(m, content)) for m, content in part]
                 sent = self._send_each(built) if self.pipelined else [self._send_one(built[0])]
                 self._learn(sent)
@@ -174,17 +187,39 @@ class Sender:
         in_flight: dict[Future[Sent], int] = {}
         while True:
             while (len(in_flight) < self.window and self.started < len(items)
-                   and may_start()):
+                   and not self._rate_ahead() and may_start()):
                 message, content = items[self.started]
-                future = self._pool.submit(self._send_one, (message, build(message, content)))
+                delay = self._reserve()
+                future = self._pool.submit(self._send_one, (message, build(message, content)),
+                                           delay)
                 in_flight[future] = self.started
                 self.started += 1
             if not in_flight:
+                if self.started < len(items) and self._rate_ahead():
+                    time.sleep(max(0.0, self._next_start - RATE_AHEAD - time.monotonic()))
+                    continue
                 return
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            # With a rate limit, wake up to reserve more even while every send is still waiting.
+            done, _ = wait(in_flight, timeout=0.05 if self._limiter else None,
+                           return_when=FIRST_COMPLETED)
+            if not done:
+                continue
             group = [(in_flight.pop(future), future.result()) for future in done]
             self._learn([sent for _, sent in group])
             yield group
+
+    def _rate_ahead(self) -> bool:
+        """Reservations already reach RATE_AHEAD into the future: reserve no more for now."""
+        return self._limiter is not None and \
+            self._next_start - time.monotonic() >= RATE_AHEAD
+
+    def _reserve(self) -> float:
+        """Seconds the next send must wait for its slot under the shared rate (0 without)."""
+        if self._limiter is None:
+            return 0.0
+        delay = self._limiter.reserve()
+        self._next_start = time.monotonic() + delay
+        return delay
 
     def _learn(self, sent: Sequence[Sent]) -> None:
         """Slow start: +1 in flight per success (doubling per round trip), halved when half or
@@ -219,8 +254,10 @@ class Sender:
             backend = self._local.backend = self._opened(get_connection())
         return backend
 
-    def _send_one(self, item: Built) -> Sent:
+    def _send_one(self, item: Built, delay: float = 0.0) -> Sent:
         message, email = item
+        if delay > 0:
+            time.sleep(delay)  # its slot under the shared rate limit
         backend = self._backend()
         started, t0 = timezone.now(), time.monotonic()
         try:

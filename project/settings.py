@@ -160,6 +160,9 @@ NOTIFY = {
     # answer in 50-500 ms, so one at a time delivers 2-20 emails/s. 64 measured best at 100 ms
     # on 2 cores (16: 269/s, 32: 464/s, 64: 687/s with 2 workers; docs/performance.md).
     "SEND_CONCURRENCY": env_int("NOTIFY_SEND_CONCURRENCY", 64, minimum=1),
+    # Sends per second to the provider, shared by every worker on every host (Redis with
+    # REDIS_URL, else the database); 0 = no limit.
+    "PROVIDER_RATE_PER_SECOND": env_float("NOTIFY_PROVIDER_RATE_PER_SECOND", 0.0, minimum=0),
     # A drain task stops claiming after this long so it ends well inside the django-q2 timeout.
     "DRAIN_BUDGET_SECONDS": env_float("NOTIFY_DRAIN_BUDGET_SECONDS", 20.0, minimum=0),
     # A claimed message whose worker died is requeued by the sweeper after this long.

@@ -3,21 +3,28 @@ worker leaves at most its in-flight sends unrecorded."""
 
 from __future__ import annotations
 
+import bisect
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
 import pytest
+import redis
+from django.conf import settings
 from django.utils import timezone
 
 from notifications.delivery import message_id_for
 from notifications.models import DeliveryAttempt, Message
 from notifications.services import notify_many
-from tests.e2e.conftest import wait_final, wait_until
+from tests.e2e.conftest import cluster_database_url, wait_final, wait_until
 from tests.fakes.postmark import FakePostmark
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True),
               pytest.mark.usefixtures("demo")]
 
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 ORDER = {"order_id": 1, "total": "$1", "items": [{"name": "Tea", "qty": 1}]}
 # Short timeouts that agree (notifications/checks.py): budget 2 + send 1 <= 80% of 6 < lease 7.
 TIGHT = {"Q_TIMEOUT": "6", "NOTIFY_DRAIN_BUDGET_SECONDS": "2", "NOTIFY_LEASE_SECONDS": "7",
@@ -122,3 +129,43 @@ def test_a_killed_worker_leaves_at_most_its_in_flight_sends_unrecorded(
         twice = {mid for mid, n in counts.items() if n == 2}
         assert twice == unrecorded  # only those went out twice
         assert max(counts[message_id_for(pk)] for pk in pks) <= 2
+
+
+def most_in_one_second(times: list[float]) -> int:
+    times = sorted(times)
+    return max((bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
+
+
+@pytest.mark.parametrize("store", ["database", "redis"])
+def test_four_workers_on_two_clusters_share_one_provider_rate(own_clusters: Any,
+                                                              store: str) -> None:
+    rate = 40
+    with FakePostmark() as fake:
+        fake.latency = 0.05
+        extra = {"NOTIFY_PROVIDER_RATE_PER_SECOND": str(rate), "Q_WORKERS_BULK": "2",
+                 "NOTIFY_BATCH_SIZE": "25"}  # small claims, so every worker takes part
+        if store == "redis":
+            redis.Redis.from_url(REDIS_URL).flushdb()
+            extra["REDIS_URL"] = REDIS_URL
+        env = postmark_env(fake, **extra)
+        for _ in range(2):
+            own_clusters("bulk", env)
+        results = notify_many([{"event": "marketing.newsletter", "to": f"r{i}@example.com",
+                                "data": {"headline": "h", "body": "b"}} for i in range(200)])
+        pks = [q.message.pk for q in results]
+        # Four drains at once, one per worker, through the clusters' broker (Redis or the ORM).
+        subprocess.run(
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), "shell", "-c",
+             "from notifications.wakeups import wake_lane\n"
+             "for _ in range(4): wake_lane('bulk', force=True)"],
+            env={**os.environ, **env, "DATABASE_URL": cluster_database_url()},
+            check=True, timeout=60, capture_output=True)
+
+        final = wait_final(pks, timeout=90)
+
+        assert {m.status for m in final.values()} == {"sent"}
+        times = [r.time for r in fake.requests]
+        assert most_in_one_second(times) <= rate * 1.05
+        workers = set(DeliveryAttempt.objects.filter(message_id__in=pks)
+                      .values_list("worker", flat=True))
+        assert len(workers) >= 3  # most of the four workers took part

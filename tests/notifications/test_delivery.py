@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -389,3 +390,35 @@ def test_the_local_outbox_gets_one_file_per_sending_connection_and_no_empty_ones
     files = list(tmp_path.iterdir())
     assert files and all(f.stat().st_size > 0 for f in files)
     assert sum(f.read_text().count("Subject: Order 7 confirmed") for f in files) == 3
+
+
+def most_in_one_second(times: list[float]) -> int:
+    """The largest number of `times` inside any one-second window."""
+    times = sorted(times)
+    return max((bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
+
+
+def test_a_provider_rate_spaces_the_sends_of_a_concurrent_drain(
+    postmark: FakePostmark, settings: Any,
+) -> None:
+    settings.NOTIFY = {**settings.NOTIFY, "SEND_CONCURRENCY": 8, "PROVIDER_RATE_PER_SECOND": 20}
+    for n in range(30):
+        order(f"u{n}@example.com")
+
+    assert drain().sent == 30
+
+    times = [r.time for r in postmark.requests]
+    assert most_in_one_second(times) <= 21  # the rate, +5%
+    assert max(times) - min(times) >= 29 / 20 - 0.05
+
+
+def test_throttling_is_not_a_breaker_failure(postmark: FakePostmark) -> None:
+    """Ten 429s in a row would open a 5-failure breaker if they counted: nothing is held back."""
+    messages = [order(f"u{n}@example.com") for n in range(10)]
+    for m in messages:
+        postmark.script(m.to_email, ["429:1"])
+
+    report = drain_lane("transactional", budget=0.5)
+
+    assert (report.retried, report.released) == (10, 0)
+    assert {m.attempts for m in Message.objects.filter(pk__in=[m.pk for m in messages])} == {1}
