@@ -35,7 +35,7 @@ import random
 import socket
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import formataddr
@@ -306,26 +306,36 @@ def render_batch(messages: Sequence[Message]) -> tuple[list[Ready], list[Attempt
     return ready, failed
 
 
-def process_batch(sender: Sender, batch: list[Message], breaker: Breaker,
-                  deadline: float) -> DrainReport:
-    """Send one claimed batch, recording outcomes as sends finish (every `flush_every`).
+def process_batch(sender: Sender, batch: list[Message], breaker: Breaker, deadline: float,
+                  refill: Callable[[], list[Message]] | None = None) -> DrainReport:
+    """Send one claimed batch (and those `refill()` claims as it ends), recording outcomes as
+    sends finish (every `flush_every`).
 
     Expired messages are not sent. No send starts once the breaker is open or the deadline
     (time.monotonic()) has passed: the rest is handed back untried, its attempt refunded.
     """
-    token = batch[0].lease_token
-    now = timezone.now()
-    outcomes: list[Attempted] = []
-    live: list[Message] = []
-    for message in batch:
-        if message.expires_at is not None and message.expires_at <= now:
-            expired = SendResult(Outcome.EXPIRED, error_message="expired before it could be sent")
-            outcomes.append(Attempted(message, expired, now, 0))
-        else:
-            live.append(message)
-    ready, failed = render_batch(live) if live else ([], [])
-    outcomes.extend(failed)
     report = DrainReport(lane="")
+    outcomes: list[Attempted] = []
+
+    def prepare(claimed: list[Message]) -> list[Ready]:
+        now = timezone.now()
+        live: list[Message] = []
+        for message in claimed:
+            if message.expires_at is not None and message.expires_at <= now:
+                expired = SendResult(Outcome.EXPIRED,
+                                     error_message="expired before it could be sent")
+                outcomes.append(Attempted(message, expired, now, 0))
+            else:
+                live.append(message)
+        ready, failed = render_batch(live) if live else ([], [])
+        outcomes.extend(failed)
+        return ready
+
+    def more() -> list[Ready]:
+        claimed = refill() if refill is not None else []
+        return prepare(claimed) if claimed else []
+
+    ready = prepare(batch)
     held_back: list[Message] = []
     late: list[Message] = []
     never_sent: list[Message] = []
@@ -340,7 +350,7 @@ def process_batch(sender: Sender, batch: list[Message], breaker: Breaker,
             return False
         return True
 
-    sends = sender.stream(ready, build_email, may_start)
+    sends = sender.stream(ready, build_email, may_start, more if refill is not None else None)
     for group in sends:
         for index, sent in group:
             message = ready[index][0]
@@ -351,22 +361,40 @@ def process_batch(sender: Sender, batch: list[Message], breaker: Breaker,
                 breaker.record(sent.result.outcome != Outcome.SENT and sent.result.retryable)
             outcomes.append(Attempted(message, sent.result, sent.started_at, sent.duration_ms))
         if len(outcomes) >= sender.flush_every:  # a crash now loses none of these outcomes
-            report.add(record_outcomes(outcomes, token))
+            report.add(_record(outcomes))
             outcomes = []
     untried = [m for m, _ in ready[sender.started:]]
     if untried and stop_reason and stop_reason[-1] == "breaker":
         held_back = untried
     else:
         late = untried
-    report.add(record_outcomes(outcomes, token))
-    report.released = release_untried(
-        held_back, token, delay=settings.NOTIFY["BREAKER_PAUSE_SECONDS"],
+    report.add(_record(outcomes))
+    report.released = _release(
+        held_back, delay=settings.NOTIFY["BREAKER_PAUSE_SECONDS"],
         reason="provider failing: handed back untried (circuit breaker)",
-    ) + release_untried(late, token, delay=0,
-                        reason="drain budget spent before sending: handed back untried"
-    ) + release_untried(never_sent, token, delay=0,
-                        reason="connection lost before sending: requeued")
+    ) + _release(late, delay=0, reason="drain budget spent before sending: handed back untried"
+    ) + _release(never_sent, delay=0, reason="connection lost before sending: requeued")
     return report
+
+
+def _by_claim(messages: Sequence[Any], message_of: Callable[[Any], Message]) -> dict[Any, list]:
+    """Group by the claim (lease token) each message came from: a refill is a claim of its own."""
+    groups: dict[Any, list] = {}
+    for item in messages:
+        groups.setdefault(message_of(item).lease_token, []).append(item)
+    return groups
+
+
+def _record(outcomes: Sequence[Attempted]) -> DrainReport:
+    report = DrainReport(lane="")
+    for token, group in _by_claim(outcomes, lambda o: o.message).items():
+        report.add(record_outcomes(group, token))
+    return report
+
+
+def _release(messages: Sequence[Message], *, delay: float, reason: str) -> int:
+    return sum(release_untried(group, token, delay=delay, reason=reason)
+               for token, group in _by_claim(messages, lambda m: m).items())
 
 
 def drain_lane(
@@ -380,6 +408,22 @@ def drain_lane(
     report = DrainReport(lane=lane)
     breaker = Breaker(conf["BREAKER_FAILURES"])
     wake_taken(lane)
+
+    def claim(limit: int) -> list[Message]:
+        batch = claim_batch(lane, limit)
+        if len(batch) == limit:
+            wake_lane(lane)  # more is waiting: let another worker join in
+        return batch
+
+    def refill() -> list[Message]:
+        """The next batch, claimed while this one's last sends are in flight."""
+        if time.monotonic() >= deadline or breaker.open:
+            return []
+        batch = claim(batch_size)
+        report.batches += bool(batch)
+        report.claimed += len(batch)
+        return batch
+
     with Sender(concurrency=conf["SEND_CONCURRENCY"], message_id=message_id_for,
                 limiter=limiter_for(settings.EMAIL_BACKEND)) as sender:
         while time.monotonic() < deadline:
@@ -389,7 +433,7 @@ def drain_lane(
                     break
                 breaker.reset()
                 continue
-            batch = claim_batch(lane, batch_size)
+            batch = claim(batch_size)
             if not batch:
                 next_due = _next_due(lane)
                 if next_due is None:
@@ -402,9 +446,7 @@ def drain_lane(
                 if not _linger(deadline, min(max(wait, 0.05), 1.0)):
                     break
                 continue
-            if len(batch) == batch_size:
-                wake_lane(lane)  # more is waiting: let another worker join in
-            report.add(process_batch(sender, batch, breaker, deadline))
+            report.add(process_batch(sender, batch, breaker, deadline, refill=refill))
             report.batches += 1
             report.claimed += len(batch)
     # The budget ran out with work due (messages handed back at the deadline, or never claimed):

@@ -161,15 +161,21 @@ class Sender:
         """How many finished sends the drain may hold before recording them."""
         return SEND_CHUNK if self.pipelined else max(1, self.concurrency // 4)
 
-    def stream(self, items: Sequence[tuple[Message, Any]],
+    def stream(self, items: list[tuple[Message, Any]],
                build: Callable[[Message, Any], EmailMessage],
-               may_start: Callable[[], bool]) -> Iterator[list[tuple[int, Sent]]]:
+               may_start: Callable[[], bool],
+               more: Callable[[], list[tuple[Message, Any]]] | None = None,
+               ) -> Iterator[list[tuple[int, Sent]]]:
         """Send `items`, yielding (index, Sent) groups as sends finish, in no particular order.
 
         Up to `window` sends are in flight; a new one starts as soon as one finishes (no round
         waits for its slowest send, and the CPU of one send overlaps the others' waiting).
         `build(message, content)` makes each email on this thread. No send starts once
         `may_start()` is False; `self.started` then says how many of `items` were started.
+        When every item has started and the window has room, `more()` may add items (the drain
+        claims its next batch while the last sends of this one are in flight, so the window
+        does not empty at every batch boundary); `items` is extended in place, until `more()`
+        returns nothing.
         """
         self.started = 0
         if self.pipelined or self._pool is None:
@@ -186,6 +192,12 @@ class Sender:
             return
         in_flight: dict[Future[Sent], int] = {}
         while True:
+            if (more is not None and self.started == len(items) and len(in_flight) < self.window
+                    and may_start()):
+                extra = more()
+                items.extend(extra)
+                if not extra:
+                    more = None
             while (len(in_flight) < self.window and self.started < len(items)
                    and not self._rate_ahead() and may_start()):
                 message, content = items[self.started]

@@ -422,3 +422,23 @@ def test_throttling_is_not_a_breaker_failure(postmark: FakePostmark) -> None:
 
     assert (report.retried, report.released) == (10, 0)
     assert {m.attempts for m in Message.objects.filter(pk__in=[m.pk for m in messages])} == {1}
+
+
+def test_batches_claimed_while_sends_are_in_flight_are_each_recorded_against_their_claim(
+    postmark: FakePostmark, settings: Any,
+) -> None:
+    """Refills are claims of their own (own lease token): each is recorded against its claim."""
+    settings.NOTIFY = {**settings.NOTIFY, "SEND_CONCURRENCY": 4}
+    postmark.latency = 0.05
+    messages = [order(f"u{n}@example.com") for n in range(23)]
+
+    report = drain_lane("transactional", budget=10, batch_size=5)
+
+    assert (report.claimed, report.sent, report.batches) == (23, 23, 5)
+    rows = Message.objects.filter(pk__in=[m.pk for m in messages])
+    assert {(m.status, m.attempts) for m in rows} == {(Status.SENT, 1)}
+    assert len({m.lease_token for m in rows}) == 5
+    assert DeliveryAttempt.objects.filter(message__in=rows).count() == 23
+    accepted = postmark.count_accepted_by_message_id()
+    assert all(accepted[message_id_for(m.pk)] == 1 for m in messages)
+    assert postmark.max_in_flight == 4
