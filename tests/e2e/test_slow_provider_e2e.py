@@ -3,7 +3,6 @@ worker leaves at most its in-flight sends unrecorded."""
 
 from __future__ import annotations
 
-import bisect
 import os
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from notifications.delivery import message_id_for
 from notifications.models import DeliveryAttempt, Message
 from notifications.services import notify_many
 from tests.e2e.conftest import cluster_database_url, wait_final, wait_until
+from tests.fakes._common import most_in_one_second
 from tests.fakes.postmark import FakePostmark
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True),
@@ -130,10 +130,6 @@ def test_a_killed_worker_leaves_at_most_its_in_flight_sends_unrecorded(
         assert twice == unrecorded  # only those went out twice
         assert max(counts[message_id_for(pk)] for pk in pks) <= 2
 
-
-def most_in_one_second(times: list[float]) -> int:
-    times = sorted(times)
-    return max((bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
 
 
 @pytest.mark.parametrize("store", ["database", "redis"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import socket
 import threading
 import time
@@ -24,6 +25,12 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def most_in_one_second(times: list[float]) -> int:
+    """The largest number of `times` (request arrival times) inside any one-second window."""
+    times = sorted(times)
+    return max((bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:

@@ -567,6 +567,7 @@ def _split(value: Any) -> list[str]:
 def main() -> None:
     """Serve a fake Postmark in this process until SIGTERM/SIGINT (for benchmarks)."""
     import argparse
+    import contextlib
     import signal
 
     parser = argparse.ArgumentParser(description="Fake Postmark API on 127.0.0.1")
@@ -582,9 +583,8 @@ def main() -> None:
     print(f"listening {fake.url}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     try:
-        server.serve_forever(poll_interval=0.05)
-    except KeyboardInterrupt:
-        pass
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a person stops it
+            server.serve_forever(poll_interval=0.05)
     finally:
         server.server_close()
 

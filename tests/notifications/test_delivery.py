@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,6 +16,7 @@ from notifications.services import notify
 from notifications.sweeper import sweep_lane
 from templates_app.models import TemplateVersion
 from templates_app.services import template_version_create
+from tests.fakes._common import most_in_one_second
 from tests.fakes.postmark import FakePostmark
 
 ORDER = {"order_id": 7, "total": "$5", "items": [{"name": "Tea", "qty": 1}]}
@@ -391,11 +391,6 @@ def test_the_local_outbox_gets_one_file_per_sending_connection_and_no_empty_ones
     assert files and all(f.stat().st_size > 0 for f in files)
     assert sum(f.read_text().count("Subject: Order 7 confirmed") for f in files) == 3
 
-
-def most_in_one_second(times: list[float]) -> int:
-    """The largest number of `times` inside any one-second window."""
-    times = sorted(times)
-    return max((bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
 
 
 def test_a_provider_rate_spaces_the_sends_of_a_concurrent_drain(
