@@ -339,16 +339,9 @@ def process_batch(sender: Sender, batch: list[Message], breaker: Breaker, deadli
     held_back: list[Message] = []
     late: list[Message] = []
     never_sent: list[Message] = []
-    stop_reason: list[str] = []
 
     def may_start() -> bool:
-        if breaker.open:
-            stop_reason.append("breaker")
-            return False
-        if time.monotonic() >= deadline:
-            stop_reason.append("deadline")
-            return False
-        return True
+        return not breaker.open and time.monotonic() < deadline
 
     sends = sender.stream(ready, build_email, may_start, more if refill is not None else None)
     for group in sends:
@@ -364,7 +357,7 @@ def process_batch(sender: Sender, batch: list[Message], breaker: Breaker, deadli
             report.add(_record(outcomes))
             outcomes = []
     untried = [m for m, _ in ready[sender.started:]]
-    if untried and stop_reason and stop_reason[-1] == "breaker":
+    if breaker.open:  # what stopped the sends: the breaker, else the deadline
         held_back = untried
     else:
         late = untried
