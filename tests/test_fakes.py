@@ -101,6 +101,21 @@ def test_postmark_200_is_sent(postmark):
     assert postmark.count_accepted_by_message_id() == {"<abc@test.example>": 1}
 
 
+def test_postmark_log_lists_each_message_after_a_seq(postmark):
+    postmark.script("b@example.com", ["503"])
+    send_postmark(make_message("a@example.com", message_id="<a@test.example>"))
+    with pytest.raises(AnymailAPIError):
+        send_postmark(make_message("b@example.com", message_id="<b@test.example>"))
+
+    log = requests.get(f"{postmark.url}_fake/log", timeout=5).json()
+    assert [(e["recipient"], e["message_id"], e["status"], e["accepted"]) for e in log] == [
+        ("a@example.com", "<a@test.example>", 200, True),
+        ("b@example.com", "<b@test.example>", 503, False),
+    ]
+    later = requests.get(f"{postmark.url}_fake/log?since={log[0]['seq']}", timeout=5).json()
+    assert [e["recipient"] for e in later] == ["b@example.com"]
+
+
 @pytest.mark.parametrize("mode", ["503", "500", "401", "502"])
 def test_postmark_http_errors(postmark, mode):
     postmark.script("a@example.com", [mode])

@@ -80,7 +80,9 @@ Modes and what anymail 15.2 does with them (verified in ``tests/test_fakes.py``)
 ``fake.latency`` (seconds, default 0) is added before every answer, as a real API's round trip
 (50-500 ms) would be; keep-alive connections stay open meanwhile. ``GET /_fake/stats`` answers
 ``{"requests", "accepted", "delivered", "max_accepted_per_message_id"}`` for a fake running in
-another process (``python -m tests.fakes.postmark --port N --latency 0.1``).
+another process (``python -m tests.fakes.postmark --port N --latency 0.1``), and
+``GET /_fake/log?since=<seq>`` one entry per message received (seq, time, recipient, mode,
+message_id, notification_id, status, accepted, delivered).
 
 Records (thread-safe snapshots): ``fake.requests`` (one :class:`PostmarkRequest` per
 message, so a batch call gives several), ``fake.accepted`` (answered 200 in mode "200"),
@@ -214,8 +216,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         fake = self.server.fake
-        if self.path.rstrip("/") == "/_fake/stats":
+        path, _, query = self.path.partition("?")
+        if path.rstrip("/") == "/_fake/stats":
             fake._send_json(self, 200, fake.stats())
+            return
+        if path.rstrip("/") == "/_fake/log":
+            since = dict(p.partition("=")[::2] for p in query.split("&") if p).get("since", "0")
+            fake._send_json(self, 200, fake.log(since=int(since) if since.isdigit() else 0))
             return
         fake._send_json(self, 404, {"ErrorCode": 404, "Message": "Not found"})
 
@@ -344,6 +351,15 @@ class FakePostmark(Scripted):
                 "delivered": sum(1 for r in requests if r.delivered),
                 "max_accepted_per_message_id": max(accepted.values(), default=0),
                 "max_in_flight": self.max_in_flight}
+
+    def log(self, since: int = 0) -> list[dict[str, Any]]:
+        """One entry per message received after `since` (a seq), for a fake in another process:
+        when it arrived, which message it was, what was answered."""
+        return [{"seq": r.seq, "time": r.time, "recipient": r.recipient, "mode": r.mode,
+                 "message_id": r.message_id,
+                 "notification_id": r.headers.get("X-Notification-Id"), "status": r.status,
+                 "accepted": r.accepted, "delivered": r.delivered}
+                for r in self.requests if r.seq > since]
 
     def wait_for(
         self, predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02
