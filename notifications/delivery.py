@@ -34,9 +34,9 @@ import os
 import random
 import socket
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import formataddr
 from functools import lru_cache
@@ -47,12 +47,13 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Min
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from notifications import lookups, transitions
 from notifications.content import message_render, versions_for
 from notifications.errors import RENDER, SendResult
+from notifications.flow import Gate, ProviderFlow
 from notifications.models import (
     CLAIMABLE,
     DeadReason,
@@ -62,6 +63,7 @@ from notifications.models import (
     Outcome,
     Status,
 )
+from notifications.providers import DEFAULT, Provider, configured
 from notifications.ratelimit import limiter_for
 from notifications.senders import Sender
 from notifications.wakeups import wake_lane, wake_taken
@@ -74,7 +76,7 @@ logger = logging.getLogger(__name__)
 SEND_FIELDS = (
     "id", "event_type_id", "to_email", "to_name", "data", "template_version_id",
     "lane", "priority", "status", "attempts", "max_attempts", "expires_at",
-    "lease_token", "lease_until", "next_attempt_at",
+    "lease_token", "lease_until", "next_attempt_at", "provider",
 )
 
 
@@ -105,43 +107,26 @@ class DrainReport:
         self.released += other.released
 
 
-@dataclass
-class Breaker:
-    """Trips when the last `size` outcomes were all transient failures (provider looks down).
-
-    Throttling answers (429) are not recorded: the provider is up and asked for less, which the
-    sender's window (halved) and the retry's Retry-After give it."""
-
-    size: int
-    recent: deque[bool] = field(default_factory=deque)
-
-    def __post_init__(self) -> None:
-        self.recent = deque(maxlen=self.size)
-
-    def record(self, failed: bool) -> None:
-        self.recent.append(failed)
-
-    @property
-    def open(self) -> bool:
-        return self.size > 0 and len(self.recent) == self.size and all(self.recent)
-
-    def reset(self) -> None:
-        self.recent.clear()
-
-
 # --- claiming -------------------------------------------------------------------------------------
 
-def claim_batch(lane: str, limit: int) -> list[Message]:
-    """Claim up to `limit` due messages of `lane` for this worker alone."""
+def claim_batch(lane: str, limit: int, *, provider: str | None = None, unpinned: bool = True,
+                fresh_first: bool = False) -> list[Message]:
+    """Claim up to `limit` due messages of `lane` for this worker alone.
+
+    With several providers, `provider` names the one they will go to: only messages pinned to it
+    (and, if `unpinned`, those pinned to none) are claimed. `fresh_first` prefers messages never
+    tried (a half-open probe: a message should not pay for more than one probe of an outage).
+    """
     now = timezone.now()
     token = uuid4()
     lease_until = now + timedelta(seconds=settings.NOTIFY["LEASE_SECONDS"])
+    order = ("attempts",) if fresh_first else ()
     with transaction.atomic():
-        due = (
-            Message.objects.filter(lane=lane, status__in=CLAIMABLE, next_attempt_at__lte=now)
-            .order_by("priority", "next_attempt_at", "id")
-            .only(*SEND_FIELDS)
-        )
+        due = Message.objects.filter(lane=lane, status__in=CLAIMABLE, next_attempt_at__lte=now)
+        if provider is not None:
+            due = due.filter(Q(provider=provider) | Q(provider="") if unpinned
+                             else Q(provider=provider))
+        due = due.order_by(*order, "priority", "next_attempt_at", "id").only(*SEND_FIELDS)
         if db_connection.features.has_select_for_update_skip_locked:
             # Rows another drain has locked are skipped, not waited for: no double send, no queue.
             due = due.select_for_update(skip_locked=True)
@@ -206,6 +191,7 @@ class Attempted:
     result: SendResult
     started_at: datetime
     duration_ms: int
+    provider: str = ""  # the provider it was sent to; "" if it never got that far
 
 
 def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
@@ -220,23 +206,27 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
 
 
 def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
+    """Record what trying one claim's messages came to."""
     report = DrainReport(lane="")
     if not outcomes:
         return report
     now = timezone.now()
-    sent = [o for o in outcomes if o.result.outcome == Outcome.SENT]
+    sent_by: dict[str, list[Attempted]] = {}
+    for o in outcomes:
+        if o.result.outcome == Outcome.SENT:
+            sent_by.setdefault(o.provider, []).append(o)
     attempt_rows = []
     with transaction.atomic():
-        if sent:
-            report.sent = transitions.mark_sent(
-                [o.message.pk for o in sent], token=token,
+        for provider, sent in sent_by.items():
+            report.sent += transitions.mark_sent(
+                [o.message.pk for o in sent], token=token, provider=provider,
                 provider_ids={o.message.pk: o.result.provider_message_id for o in sent
                               if o.result.provider_message_id != message_id_for(o.message.pk)},
             )
         for outcome in outcomes:
             message, result = outcome.message, outcome.result
             if result.outcome != Outcome.SENT:
-                _record_failure(message, result, token, now, report)
+                _record_failure(message, result, token, now, report, outcome.provider)
             attempt_rows.append(
                 DeliveryAttempt(
                     message_id=message.pk, number=message.attempts, started_at=outcome.started_at,
@@ -244,6 +234,7 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
                     error_class=result.error_class[:200], error_code=result.error_code[:40],
                     error_message=result.error_message,
                     provider_message_id=result.provider_message_id[:200],
+                    provider=outcome.provider,
                     worker=_worker_name(),
                 )
             )
@@ -252,7 +243,8 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
 
 
 def _record_failure(
-    message: Message, result: SendResult, token: UUID, now: datetime, report: DrainReport
+    message: Message, result: SendResult, token: UUID, now: datetime, report: DrainReport,
+    provider: str,
 ) -> None:
     error = f"{result.error_class}: {result.error_message}".strip(": ")
     reason: DeadReason
@@ -268,8 +260,10 @@ def _record_failure(
         if message.expires_at is not None and due >= message.expires_at:
             reason = DeadReason.EXPIRED
         else:
+            # Unknown: the provider may have sent it, so no other provider may.
+            pin = provider if result.outcome == Outcome.UNKNOWN else ""
             report.retried += transitions.schedule_retry(message.pk, token=token, due=due,
-                                                         error=error)
+                                                         error=error, pin=pin)
             return
     report.dead += transitions.kill([message.pk], token=token, reason=reason, error=error)
 
@@ -306,16 +300,23 @@ def render_batch(messages: Sequence[Message]) -> tuple[list[Ready], list[Attempt
     return ready, failed
 
 
-def process_batch(sender: Sender, batch: list[Message], breaker: Breaker, deadline: float,
-                  refill: Callable[[], list[Message]] | None = None) -> DrainReport:
-    """Send one claimed batch (and those `refill()` claims as it ends), recording outcomes as
-    sends finish (every `flush_every`).
+def process_batch(sender: Sender, batch: list[Message], flow: ProviderFlow, deadline: float,
+                  refill: Callable[[], list[Message]] | None = None, *,
+                  provider: str = DEFAULT, probe: bool = False) -> DrainReport:
+    """Send one claimed batch through `provider` (and those `refill()` claims as it ends),
+    recording outcomes as sends finish (every `flush_every`) and reporting them to the
+    provider's shared flow control, whose answer (breaker open, a hold) this drain obeys.
 
-    Expired messages are not sent. No send starts once the breaker is open or the deadline
-    (time.monotonic()) has passed: the rest is handed back untried, its attempt refunded.
+    Expired messages are not sent. No send starts once the breaker is open (as last seen; a
+    `probe` sends its one message regardless) or the deadline (time.monotonic()) has passed:
+    the rest is handed back untried, its attempt refunded. A 429 holds this sender at once and,
+    through the shared state, every other worker's.
     """
     report = DrainReport(lane="")
     outcomes: list[Attempted] = []
+    failures: list[bool] = []  # for the breaker, since the last report
+    throttle = 0.0  # the longest hold a 429 asked for, since the last report
+    conf = settings.NOTIFY
 
     def prepare(claimed: list[Message]) -> list[Ready]:
         now = timezone.now()
@@ -335,38 +336,58 @@ def process_batch(sender: Sender, batch: list[Message], breaker: Breaker, deadli
         claimed = refill() if refill is not None else []
         return prepare(claimed) if claimed else []
 
+    def report_flow() -> None:
+        nonlocal failures, throttle
+        view = flow.report(failures, throttle=throttle, probe=probe)
+        sender.hold(view.hold_for)
+        failures, throttle = [], 0.0
+
     ready = prepare(batch)
-    held_back: list[Message] = []
-    late: list[Message] = []
     never_sent: list[Message] = []
+    sender.hold(flow.hold_for)  # a 429 another worker got, as last seen
 
     def may_start() -> bool:
-        return not breaker.open and time.monotonic() < deadline
+        return time.monotonic() < deadline and (probe or not flow.open)
 
     sends = sender.stream(ready, build_email, may_start, more if refill is not None else None)
     for group in sends:
         for index, sent in group:
             message = ready[index][0]
-            if sent.result is None:
+            result = sent.result
+            if result is None:
                 never_sent.append(message)
                 continue
-            if not sent.result.throttled:  # a 429 is an answer: the provider is up
-                breaker.record(sent.result.outcome != Outcome.SENT and sent.result.retryable)
-            outcomes.append(Attempted(message, sent.result, sent.started_at, sent.duration_ms))
+            if result.throttled:  # an answer, not a failure: the provider is up, asks for less
+                hold = result.retry_after if result.retry_after is not None \
+                    else conf["THROTTLE_SECONDS"]
+                throttle = max(throttle, hold)
+                sender.hold(hold)
+            else:
+                failures.append(result.outcome != Outcome.SENT and result.retryable)
+            outcomes.append(Attempted(message, result, sent.started_at, sent.duration_ms,
+                                      provider))
         if len(outcomes) >= sender.flush_every:  # a crash now loses none of these outcomes
             report.add(_record(outcomes))
             outcomes = []
+            if not probe:
+                report_flow()
+        elif not probe and sum(failures) >= max(1, sender.window // 8):
+            # Failures reach the breaker sooner than successes: with few sends in flight (a
+            # provider going down shrinks the window to one) each failure counts at once.
+            report_flow()
     untried = [m for m, _ in ready[sender.started:]]
-    if breaker.open:  # what stopped the sends: the breaker, else the deadline
-        held_back = untried
-    else:
-        late = untried
     report.add(_record(outcomes))
-    report.released = _release(
-        held_back, delay=settings.NOTIFY["BREAKER_PAUSE_SECONDS"],
-        reason="provider failing: handed back untried (circuit breaker)",
-    ) + _release(late, delay=0, reason="drain budget spent before sending: handed back untried"
-    ) + _release(never_sent, delay=0, reason="connection lost before sending: requeued")
+    report_flow()
+    # What stopped the sends: the breaker (due again when it half-opens), else the deadline.
+    if flow.open and not probe:
+        report.released = _release(
+            untried, delay=flow.view.open_for,
+            reason="provider failing: handed back untried (circuit breaker)")
+    else:
+        report.released = _release(
+            untried, delay=0, reason="drain budget spent before sending: handed back untried")
+    report.released += _release(never_sent, delay=0,
+                                reason="connection lost before sending: requeued")
     return report
 
 
@@ -393,55 +414,91 @@ def _release(messages: Sequence[Message], *, delay: float, reason: str) -> int:
 def drain_lane(
     lane: str, *, budget: float | None = None, batch_size: int | None = None
 ) -> DrainReport:
-    """Send due messages of `lane` until none is due or the time budget is spent."""
+    """Send due messages of `lane` until none is due or the time budget is spent.
+
+    Each round asks every provider's flow control (notifications/flow.py) whether it may be
+    used: the first that may takes the unpinned messages, each takes those pinned to it, and one
+    whose breaker is open takes nothing (its messages wait, untouched). A half-open provider
+    gets a probe: one message, preferably never tried.
+    """
     conf = settings.NOTIFY
     budget = conf["DRAIN_BUDGET_SECONDS"] if budget is None else budget
     batch_size = batch_size or conf["BATCH_SIZE"]
     deadline = time.monotonic() + budget
     report = DrainReport(lane=lane)
-    breaker = Breaker(conf["BREAKER_FAILURES"])
+    providers = configured()
+    several = len(providers) > 1  # with one, pins do not matter: there is nowhere else to go
+    flows = {p.name: ProviderFlow(p.name) for p in providers}
     wake_taken(lane)
 
-    def claim(limit: int) -> list[Message]:
-        batch = claim_batch(lane, limit)
-        if len(batch) == limit:
+    def claim(limit: int, provider: Provider, *, unpinned: bool,
+              fresh_first: bool = False) -> list[Message]:
+        batch = claim_batch(lane, limit, provider=provider.name if several else None,
+                            unpinned=unpinned, fresh_first=fresh_first)
+        if len(batch) == limit and not fresh_first:
             wake_lane(lane)  # more is waiting: let another worker join in
         return batch
 
-    def refill() -> list[Message]:
-        """The next batch, claimed while this one's last sends are in flight."""
-        if time.monotonic() >= deadline or breaker.open:
-            return []
-        batch = claim(batch_size)
-        report.batches += bool(batch)
-        report.claimed += len(batch)
-        return batch
+    def refill_for(provider: Provider, unpinned: bool) -> Callable[[], list[Message]]:
+        def refill() -> list[Message]:
+            """The next batch, claimed while this one's last sends are in flight."""
+            if time.monotonic() >= deadline or flows[provider.name].open:
+                return []
+            batch = claim(batch_size, provider, unpinned=unpinned)
+            report.batches += bool(batch)
+            report.claimed += len(batch)
+            return batch
+        return refill
 
-    with Sender(concurrency=conf["SEND_CONCURRENCY"], message_id=message_id_for,
-                limiter=limiter_for(settings.EMAIL_BACKEND)) as sender:
+    with ExitStack() as stack:
+        senders: dict[str, Sender] = {}
+
+        def sender_for(provider: Provider) -> Sender:
+            if provider.name not in senders:
+                senders[provider.name] = stack.enter_context(Sender(
+                    concurrency=conf["SEND_CONCURRENCY"], message_id=message_id_for,
+                    limiter=limiter_for(provider.name), connect=provider.connection))
+            return senders[provider.name]
+
         while time.monotonic() < deadline:
-            if breaker.open:
-                # Provider down: stop claiming for a while instead of burning attempts.
-                if not _linger(deadline, conf["BREAKER_PAUSE_SECONDS"]):
-                    break
-                breaker.reset()
-                continue
-            batch = claim(batch_size)
-            if not batch:
-                next_due = _next_due(lane)
-                if next_due is None:
-                    break
-                # Retries due soon are picked up by this drain rather than by the next sweep; poll
-                # at most every second so fresh messages are not kept waiting either.
-                wait = (next_due - timezone.now()).total_seconds()
-                if wait > deadline - time.monotonic():
-                    break
+            gates = [(p, flows[p.name].permit()) for p in providers]
+            usable = [(p, gate) for p, gate in gates if gate is not Gate.DENY]
+            if not usable:
+                # Every provider is down: claim nothing (an outage must not burn attempts).
+                wait = min(flows[p.name].wait for p in providers)
                 if not _linger(deadline, min(max(wait, 0.05), 1.0)):
                     break
                 continue
-            report.add(process_batch(sender, batch, breaker, deadline, refill=refill))
-            report.batches += 1
-            report.claimed += len(batch)
+            first = next((p for p, gate in usable if gate is Gate.ALLOW), None)
+            claimed = False
+            for provider, gate in usable:
+                probe = gate is Gate.PROBE
+                unpinned = probe or provider is first
+                batch = claim(1 if probe else batch_size, provider, unpinned=unpinned,
+                              fresh_first=probe)
+                if not batch:
+                    if probe:
+                        flows[provider.name].report([], probe=True)  # free the probe
+                    continue
+                claimed = True
+                report.add(process_batch(
+                    sender_for(provider), batch, flows[provider.name], deadline,
+                    refill=None if probe else refill_for(provider, unpinned),
+                    provider=provider.name, probe=probe))
+                report.batches += 1
+                report.claimed += len(batch)
+            if claimed:
+                continue
+            next_due = _next_due(lane)
+            if next_due is None:
+                break
+            # Retries due soon are picked up by this drain rather than by the next sweep; poll
+            # at most every second so fresh messages are not kept waiting either.
+            wait = (next_due - timezone.now()).total_seconds()
+            if wait > deadline - time.monotonic():
+                break
+            if not _linger(deadline, min(max(wait, 0.05), 1.0)):
+                break
     # The budget ran out with work due (messages handed back at the deadline, or never claimed):
     # the next drain starts now, not at the next sweep.
     next_due = _next_due(lane)

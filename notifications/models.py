@@ -151,6 +151,9 @@ class Message(models.Model):
     last_error = models.TextField(blank=True)
     dead_reason = models.CharField(max_length=40, blank=True, choices=DeadReason.choices)
     provider_message_id = models.CharField(max_length=200, blank=True)
+    # The provider that sent it; while it is not sent, the one it is pinned to (its outcome there
+    # was unknown, so no other provider may send it: notifications/providers.py). "" = any.
+    provider = models.CharField(max_length=40, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -195,6 +198,7 @@ class DeliveryAttempt(models.Model):
     error_code = models.CharField(max_length=40, blank=True)
     error_message = models.TextField(blank=True)
     provider_message_id = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=40, blank=True, help_text="Which provider it went to.")
     worker = models.CharField(max_length=100, blank=True, help_text="host:pid that sent it")
 
     class Meta:
@@ -225,6 +229,25 @@ class ProviderRate(models.Model):
 
     provider = models.CharField(max_length=200, primary_key=True)
     tat = models.DateTimeField(help_text="Theoretical arrival time of the next send.")
+
+    def __str__(self) -> str:
+        return self.provider
+
+
+class ProviderHealth(models.Model):
+    """One provider's circuit breaker and throttle, shared by every worker and host.
+
+    Written by notifications.flow when REDIS_URL is not set (Redis holds it otherwise). Times are
+    seconds since the epoch on the store's clock (PostgreSQL's, or this host's on SQLite)."""
+
+    provider = models.CharField(max_length=40, primary_key=True)
+    ring = models.CharField(
+        max_length=1000, blank=True,
+        help_text="The last sends' outcomes, oldest first: 1 failed, 0 answered (a ring buffer).")
+    opened_until = models.FloatField(default=0, help_text="Open until then; 0 = closed.")
+    probe_until = models.FloatField(default=0, help_text="A half-open probe runs until then.")
+    hold_until = models.FloatField(default=0, help_text="Throttled (429): no send before then.")
+    trips = models.PositiveIntegerField(default=0, help_text="How often it has opened.")
 
     def __str__(self) -> str:
         return self.provider

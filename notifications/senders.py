@@ -120,13 +120,16 @@ class Sender:
     """Sends built emails; see the module docstring. Use as a context manager."""
 
     def __init__(self, *, concurrency: int, message_id: Any,
-                 limiter: RateLimiter | None = None) -> None:
+                 limiter: RateLimiter | None = None,
+                 connect: Callable[[], Any] = get_connection) -> None:
         self._message_id = message_id  # pk -> our Message-ID (the SMTP provider id)
+        self._connect = connect  # a new backend instance of this sender's provider
         self._backends: list[Any] = []
         self._lock = threading.Lock()
         self._local = threading.local()
         self._owner = threading.get_ident()  # the drain's thread
-        first = get_connection()
+        self._hold_until = 0.0  # time.monotonic() before which no send starts (a 429)
+        first = connect()
         self.pipelined = hasattr(first, "send_each")
         self.concurrency = 1 if self.pipelined else max(1, concurrency)
         self.window = SEND_CHUNK if self.pipelined else 1
@@ -180,6 +183,9 @@ class Sender:
         self.started = 0
         if self.pipelined or self._pool is None:
             while self.started < len(items) and may_start():
+                if self._held():
+                    self._wait_out_hold(may_start)
+                    continue
                 part = items[self.started:self.started + self.window]
                 first = self.started
                 self.started += len(part)
@@ -193,13 +199,13 @@ class Sender:
         in_flight: dict[Future[Sent], int] = {}
         while True:
             if (more is not None and self.started == len(items) and len(in_flight) < self.window
-                    and may_start()):
+                    and not self._held() and may_start()):
                 extra = more()
                 items.extend(extra)
                 if not extra:
                     more = None
             while (len(in_flight) < self.window and self.started < len(items)
-                   and not self._rate_ahead() and may_start()):
+                   and not self._rate_ahead() and not self._held() and may_start()):
                 message, content = items[self.started]
                 delay = self._reserve()
                 future = self._pool.submit(self._send_one, (message, build(message, content)),
@@ -207,18 +213,36 @@ class Sender:
                 in_flight[future] = self.started
                 self.started += 1
             if not in_flight:
+                if self.started < len(items) and self._held() and may_start():
+                    self._wait_out_hold(may_start)
+                    continue
                 if self.started < len(items) and self._rate_ahead():
                     time.sleep(max(0.0, self._next_start - RATE_AHEAD - time.monotonic()))
                     continue
                 return
-            # With a rate limit, wake up to reserve more even while every send is still waiting.
-            done, _ = wait(in_flight, timeout=0.05 if self._limiter else None,
+            # With a rate limit or a hold, wake up to start more even while every send waits.
+            done, _ = wait(in_flight,
+                           timeout=0.05 if self._limiter or self._held() else None,
                            return_when=FIRST_COMPLETED)
             if not done:
                 continue
             group = [(in_flight.pop(future), future.result()) for future in done]
             self._learn([sent for _, sent in group])
             yield group
+
+    def hold(self, seconds: float) -> None:
+        """Start no send for `seconds` (the provider throttled us); sends in flight go on."""
+        if seconds > 0:
+            self._hold_until = max(self._hold_until, time.monotonic() + seconds)
+
+    def _held(self) -> float:
+        """Seconds the hold has left (0: none)."""
+        return max(0.0, self._hold_until - time.monotonic())
+
+    def _wait_out_hold(self, may_start: Callable[[], bool]) -> None:
+        """Sleep while held, in short steps so the deadline is still seen."""
+        while (left := self._held()) > 0 and may_start():
+            time.sleep(min(left, 0.1))
 
     def _rate_ahead(self) -> bool:
         """Reservations already reach RATE_AHEAD into the future: reserve no more for now."""
@@ -263,7 +287,7 @@ class Sender:
             return self._main
         backend = getattr(self._local, "backend", None)
         if backend is None:
-            backend = self._local.backend = self._opened(get_connection())
+            backend = self._local.backend = self._opened(self._connect())
         return backend
 
     def _send_one(self, item: Built, delay: float = 0.0) -> Sent:

@@ -39,10 +39,12 @@ TRANSITIONS: dict[str, Transition] = {
                         "drain claims (due), attempts + 1, lease"),
     "mark_sent": Transition((Status.PROCESSING,), Status.SENT, "provider accepted"),
     "schedule_retry": Transition(
-        (Status.PROCESSING,), Status.RETRY, "transient/unknown error, attempts left (backoff)"
+        (Status.PROCESSING,), Status.RETRY,
+        "transient/unknown error, attempts left (backoff; unknown pins the provider)"
     ),
     "release": Transition(
-        (Status.PROCESSING,), Status.RETRY, "handed back untried (breaker, lost connection)"
+        (Status.PROCESSING,), Status.RETRY,
+        "handed back untried (breaker open, deadline, lost connection), attempt refunded"
     ),
     "lease_expired": Transition(
         (Status.PROCESSING,), Status.RETRY,
@@ -76,14 +78,15 @@ def claim(pks: Iterable[int], *, token: UUID, lease_until: datetime) -> int:
                  attempts=F("attempts") + 1)
 
 
-def mark_sent(pks: Iterable[int], *, token: UUID,
+def mark_sent(pks: Iterable[int], *, token: UUID, provider: str,
               provider_ids: Mapping[int, str] | None = None) -> int:
-    """processing -> sent. `provider_ids` holds only ids that differ from our Message-ID.
+    """processing -> sent through `provider`. `provider_ids` holds only ids that differ from our
+    Message-ID.
 
     Over SMTP the provider's id IS our Message-ID (derivable from the pk), so only ESP ids are
     stored: a 500-branch CASE was a third of a drain's CPU.
     """
-    fields: dict[str, Any] = {}
+    fields: dict[str, Any] = {"provider": provider}
     if provider_ids:
         fields["provider_message_id"] = Case(
             *[When(pk=pk, then=Value(value)) for pk, value in provider_ids.items()],
@@ -93,10 +96,12 @@ def mark_sent(pks: Iterable[int], *, token: UUID,
                  last_error="", **fields)
 
 
-def schedule_retry(pk: int, *, token: UUID, due: datetime, error: str) -> int:
-    """processing -> retry after a failed try; the attempt stays counted."""
+def schedule_retry(pk: int, *, token: UUID, due: datetime, error: str, pin: str = "") -> int:
+    """processing -> retry after a failed try; the attempt stays counted. `pin` names the
+    provider whose outcome was unknown (it may have sent it): only that one may retry it."""
+    fields: dict[str, Any] = {"provider": pin} if pin else {}
     return _move("schedule_retry", _claimed([pk], token), next_attempt_at=due, lease_until=None,
-                 last_error=error)
+                 last_error=error, **fields)
 
 
 def release(pks: Iterable[int], *, token: UUID, due: datetime, reason: str,

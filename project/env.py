@@ -8,6 +8,8 @@ variable and what it must be, as ImproperlyConfigured, before anything starts.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -62,3 +64,52 @@ def env_float(name: str, default: float, *, minimum: float | None = None) -> flo
     if raw is None or raw.strip() == "":
         return default
     return parse_float(name, raw, minimum=minimum)
+
+
+_PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_BOOL_OPTIONS = frozenset({"USE_TLS", "USE_SSL", "FAIL_SILENTLY", "DEBUG_API_REQUESTS"})
+
+
+def _provider_option(variable: str, option: str, raw: str) -> object:
+    if option.endswith("TIMEOUT"):
+        return parse_float(variable, raw, minimum=0)
+    if option == "PORT":
+        return parse_int(variable, raw, minimum=1)
+    if option in _BOOL_OPTIONS or option.startswith("IGNORE_"):
+        return parse_bool(variable, raw)
+    return raw
+
+
+def parse_providers(environ: Mapping[str, str]) -> list[dict[str, object]]:
+    """EMAIL_BACKENDS=primary,secondary: the providers, in order of preference.
+
+    Each NAME needs EMAIL_<NAME>_BACKEND (a dotted backend path); every other EMAIL_<NAME>_<OPTION>
+    variable is passed to that backend as the keyword argument <option> (lower case), e.g.
+    EMAIL_PRIMARY_SERVER_TOKEN -> server_token=, EMAIL_SECONDARY_API_URL -> api_url=.
+    Empty or unset: one provider, Django's EMAIL_BACKEND with its usual settings.
+    """
+    raw = environ.get("EMAIL_BACKENDS", "").strip()
+    if not raw:
+        return []
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    providers: list[dict[str, object]] = []
+    for name in names:
+        if not _PROVIDER_NAME.match(name):
+            raise ImproperlyConfigured(
+                f"EMAIL_BACKENDS: {name!r} is not a provider name (lower-case letters, digits "
+                "and _, starting with a letter)")
+        if any(p["NAME"] == name for p in providers):
+            raise ImproperlyConfigured(f"EMAIL_BACKENDS names {name!r} twice")
+        prefix = f"EMAIL_{name.upper()}_"
+        backend = environ.get(f"{prefix}BACKEND", "").strip()
+        if not backend:
+            raise ImproperlyConfigured(
+                f"EMAIL_BACKENDS names {name!r} but {prefix}BACKEND (its backend's dotted path) "
+                "is not set")
+        options = {
+            key.removeprefix(prefix).lower(): _provider_option(key, key.removeprefix(prefix), value)
+            for key, value in environ.items()
+            if key.startswith(prefix) and key != f"{prefix}BACKEND" and len(key) > len(prefix)
+        }
+        providers.append({"NAME": name, "BACKEND": backend, "OPTIONS": options})
+    return providers

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import environ
 
-from project.env import env_bool, env_float, env_int, parse_bool, parse_float
+from project.env import (
+    env_bool,
+    env_float,
+    env_int,
+    parse_bool,
+    parse_float,
+    parse_providers,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
@@ -130,6 +137,9 @@ EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0, minimum=0.1)
+# Provider failover: EMAIL_BACKENDS=primary,secondary with EMAIL_<NAME>_BACKEND and
+# EMAIL_<NAME>_<OPTION> per provider (notifications/providers.py); empty = EMAIL_BACKEND alone.
+EMAIL_PROVIDERS = parse_providers(os.environ)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Notifications <noreply@example.com>")
 
 # Every ANYMAIL_<NAME> variable becomes ANYMAIL["<NAME>"] so any provider's settings can be given
@@ -170,10 +180,16 @@ NOTIFY = {
     # Exponential backoff with full jitter: uniform(0, min(cap, base * 2 ** (attempt - 1))).
     "RETRY_BASE_SECONDS": env_float("NOTIFY_RETRY_BASE_SECONDS", 30.0, minimum=0),
     "RETRY_CAP_SECONDS": env_float("NOTIFY_RETRY_CAP_SECONDS", 3600.0, minimum=0),
-    # After this many transient failures in a row a drain hands the rest of its batch back
-    # untouched instead of burning every message's attempts against a provider that is down.
-    "BREAKER_FAILURES": env_int("NOTIFY_BREAKER_FAILURES", 5, minimum=0),
+    # The circuit breaker, one per provider shared by every worker and host (notifications/flow.py):
+    # it opens when at least FAILURE_RATE of the last WINDOW sends (and MIN_CALLS of them) failed
+    # transiently; nobody claims for that provider for PAUSE seconds, then one drain probes with a
+    # single message. WINDOW 0 turns it off.
+    "BREAKER_WINDOW": env_int("NOTIFY_BREAKER_WINDOW", 100, minimum=0),
+    "BREAKER_MIN_CALLS": env_int("NOTIFY_BREAKER_MIN_CALLS", 10, minimum=1),
+    "BREAKER_FAILURE_RATE": env_float("NOTIFY_BREAKER_FAILURE_RATE", 0.5, minimum=0.01),
     "BREAKER_PAUSE_SECONDS": env_float("NOTIFY_BREAKER_PAUSE_SECONDS", 10.0, minimum=0),
+    # A 429 without Retry-After holds every worker's sends to that provider this long.
+    "THROTTLE_SECONDS": env_float("NOTIFY_THROTTLE_SECONDS", 1.0, minimum=0),
     # Domain used in the stable Message-ID header of every email.
     "MESSAGE_ID_DOMAIN": env.str("NOTIFY_MESSAGE_ID_DOMAIN", default="notifications.local"),
     "SWEEP_MINUTES": env_int("NOTIFY_SWEEP_MINUTES", 1, minimum=1),

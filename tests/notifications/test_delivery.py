@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 
 from notifications.delivery import claim_batch, drain_lane, message_id_for
+from notifications.flow import Gate, ProviderFlow
 from notifications.models import DeliveryAttempt, LaneState, Message, Status
 from notifications.services import notify
 from notifications.sweeper import sweep_lane
@@ -203,7 +204,10 @@ def test_it_treats_a_connection_reset_as_unknown(postmark: FakePostmark) -> None
     assert list(message.delivery_attempts.values_list("outcome", flat=True)) == ["unknown", "sent"]
 
 
-def test_it_stops_burning_attempts_while_the_provider_is_down(postmark: FakePostmark) -> None:
+def test_it_stops_burning_attempts_while_the_provider_is_down(
+    postmark: FakePostmark, settings: Any,
+) -> None:
+    settings.NOTIFY = {**settings.NOTIFY, "BREAKER_MIN_CALLS": 5}
     postmark.set_global_mode("503")
     messages = [order(f"u{n}@example.com") for n in range(12)]
 
@@ -212,7 +216,8 @@ def test_it_stops_burning_attempts_while_the_provider_is_down(postmark: FakePost
     rows = Message.objects.filter(pk__in=[m.pk for m in messages])
     tried = rows.filter(attempts=1).count()
     untouched = rows.filter(attempts=0, status=Status.RETRY).count()
-    assert (tried, untouched) == (5, 7)  # breaker opened after 5 failures in a row
+    # The window stays at one send while every send fails: the breaker opens at its 5 calls.
+    assert (tried, untouched) == (5, 7)
     assert "circuit breaker" in rows.filter(attempts=0).first().last_error
 
 
@@ -407,16 +412,40 @@ def test_a_provider_rate_spaces_the_sends_of_a_concurrent_drain(
     assert max(times) - min(times) >= 29 / 20 - 0.05
 
 
-def test_throttling_is_not_a_breaker_failure(postmark: FakePostmark) -> None:
-    """Ten 429s in a row would open a 5-failure breaker if they counted: nothing is held back."""
+def test_throttling_is_not_a_breaker_failure(postmark: FakePostmark, settings: Any) -> None:
+    """Ten 429s in a row would open a 5-call breaker if they counted: nothing is held back."""
+    settings.NOTIFY = {**settings.NOTIFY, "BREAKER_MIN_CALLS": 5, "RETRY_BASE_SECONDS": 60,
+                       "RETRY_CAP_SECONDS": 60}
     messages = [order(f"u{n}@example.com") for n in range(10)]
     for m in messages:
-        postmark.script(m.to_email, ["429:1"])
+        postmark.script(m.to_email, ["429:0"])  # no hold: the test is about the breaker
 
     report = drain_lane("transactional", budget=0.5)
 
     assert (report.retried, report.released) == (10, 0)
     assert {m.attempts for m in Message.objects.filter(pk__in=[m.pk for m in messages])} == {1}
+    assert ProviderFlow("default").permit() is Gate.ALLOW
+
+
+def test_a_429_holds_every_send_to_that_provider_for_its_retry_after(
+    postmark: FakePostmark, settings: Any,
+) -> None:
+    """The drain that got the 429 starts nothing for Retry-After seconds, and the hold is shared:
+    another drain (another worker) asking now is told to wait too."""
+    settings.NOTIFY = {**settings.NOTIFY, "SEND_CONCURRENCY": 1}
+    postmark.script("u0@example.com", ["429:1"])
+    for n in range(3):
+        order(f"u{n}@example.com")
+
+    drain_lane("transactional", budget=0.3)
+
+    other = ProviderFlow("default")
+    assert other.permit() is Gate.ALLOW  # the provider is up ...
+    assert 0.3 < other.hold_for <= 1.0  # ... and nobody may send to it yet
+    [first] = postmark.requests  # the drain ended, within its budget, without sending more
+    drain_lane("transactional", budget=5)
+    later = [r.time for r in postmark.requests[1:]]
+    assert len(later) == 3 and min(later) - first.time >= 0.95
 
 
 def test_batches_claimed_while_sends_are_in_flight_are_each_recorded_against_their_claim(

@@ -80,7 +80,7 @@ def test_moves_out_of_processing_need_the_claims_token() -> None:
     message = claimed()
     stranger = type(message.lease_token)(int=0)
 
-    assert transitions.mark_sent([message.pk], token=stranger) == 0
+    assert transitions.mark_sent([message.pk], token=stranger, provider="default") == 0
     assert transitions.schedule_retry(message.pk, token=stranger, due=timezone.now(),
                                       error="x") == 0
     assert transitions.kill([message.pk], token=stranger, reason=DeadReason.EXPIRED,
