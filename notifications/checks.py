@@ -17,12 +17,22 @@ from django.core.checks import Error, Warning, register
 TIMEOUT_HEADROOM = 0.8
 
 
-def longest_send_seconds() -> float:
-    """The longest one send may block: SMTP's EMAIL_TIMEOUT or Anymail's requests timeout."""
-    timeout: Any = getattr(settings, "ANYMAIL", {}).get("REQUESTS_TIMEOUT", settings.EMAIL_TIMEOUT)
+def _seconds(timeout: Any) -> float:
     if isinstance(timeout, (tuple, list)):  # requests' (connect, read) form
-        timeout = sum(float(part) for part in timeout)
-    return max(float(settings.EMAIL_TIMEOUT), float(timeout))
+        return sum(float(part) for part in timeout)
+    return float(timeout)
+
+
+def longest_send_seconds() -> float:
+    """The longest one send may block: SMTP's EMAIL_TIMEOUT or Anymail's requests timeout, or
+    a provider's own (EMAIL_<NAME>_TIMEOUT / EMAIL_<NAME>_REQUESTS_TIMEOUT)."""
+    timeout: Any = getattr(settings, "ANYMAIL", {}).get("REQUESTS_TIMEOUT", settings.EMAIL_TIMEOUT)
+    longest = max(float(settings.EMAIL_TIMEOUT), _seconds(timeout))
+    for provider in getattr(settings, "EMAIL_PROVIDERS", None) or []:
+        for option, value in provider["OPTIONS"].items():
+            if option.endswith("timeout") and value is not None:
+                longest = max(longest, _seconds(value))
+    return longest
 
 
 def _clusters() -> list[tuple[str, dict[str, Any]]]:
@@ -68,6 +78,21 @@ def check_timeouts_agree(**kwargs: Any) -> list[Error | Warning]:
                 hint="Raise Q_RETRY (default 5 x Q_TIMEOUT) or lower Q_TIMEOUT.",
                 id="notifications.E003",
             ))
+    if notify["BREAKER_FAILURE_RATE"] > 1:
+        errors.append(Error(
+            f"NOTIFY_BREAKER_FAILURE_RATE ({notify['BREAKER_FAILURE_RATE']:g}) is a share of "
+            "the last sends: it must be at most 1, or the circuit breaker never opens.",
+            hint="Use e.g. 0.5 for half of the last NOTIFY_BREAKER_WINDOW sends.",
+            id="notifications.E004",
+        ))
+    if 0 < notify["BREAKER_WINDOW"] < notify["BREAKER_MIN_CALLS"]:
+        errors.append(Error(
+            f"NOTIFY_BREAKER_MIN_CALLS ({notify['BREAKER_MIN_CALLS']}) is above "
+            f"NOTIFY_BREAKER_WINDOW ({notify['BREAKER_WINDOW']}): the window never holds that "
+            "many sends, so the circuit breaker never opens.",
+            hint="Raise NOTIFY_BREAKER_WINDOW, or set it to 0 to turn the breaker off.",
+            id="notifications.E005",
+        ))
     if notify["RETRY_BASE_SECONDS"] > notify["RETRY_CAP_SECONDS"]:
         errors.append(Warning(
             f"NOTIFY_RETRY_BASE_SECONDS ({notify['RETRY_BASE_SECONDS']:g}) is above "

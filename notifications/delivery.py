@@ -378,14 +378,12 @@ def process_batch(sender: Sender, batch: list[Message], flow: ProviderFlow, dead
     untried = [m for m, _ in ready[sender.started:]]
     report.add(_record(outcomes))
     report_flow()
-    # What stopped the sends: the breaker (due again when it half-opens), else the deadline.
-    if flow.open and not probe:
-        report.released = _release(
-            untried, delay=flow.view.open_for,
-            reason="provider failing: handed back untried (circuit breaker)")
-    else:
-        report.released = _release(
-            untried, delay=0, reason="drain budget spent before sending: handed back untried")
+    # What stopped the sends: the breaker, else the deadline. Due at once either way: nobody
+    # claims for a provider whose breaker is open, and another provider may take them now.
+    report.released = _release(
+        untried, delay=0,
+        reason="provider failing: handed back untried (circuit breaker)" if flow.open and not probe
+        else "drain budget spent before sending: handed back untried")
     report.released += _release(never_sent, delay=0,
                                 reason="connection lost before sending: requeued")
     return report

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from notifications.checks import check_timeouts_agree
-from project.env import env_bool, env_float, env_int
+from project.env import env_bool, env_float, env_int, parse_providers
 
 
 @pytest.mark.parametrize("raw", ["ture", "yes please", "2", "enabled"])
@@ -54,6 +54,14 @@ def manage_check(**env: str) -> subprocess.CompletedProcess[str]:
     ({"ANYMAIL_IGNORE_RECIPIENT_STATUS": "ture"}, "ANYMAIL_IGNORE_RECIPIENT_STATUS must be"),
     ({"NOTIFY_BATCH_SIZE": "0"}, "NOTIFY_BATCH_SIZE must be at least 1"),
     ({"Q_TIMEOUT": "20"}, "notifications.E001"),
+    ({"NOTIFY_BREAKER_FAILURE_RATE": "50"}, "notifications.E004"),
+    ({"NOTIFY_BREAKER_WINDOW": "5"}, "notifications.E005"),
+    ({"EMAIL_BACKENDS": "primary"}, "EMAIL_PRIMARY_BACKEND"),
+    ({"EMAIL_BACKENDS": "Primary!"}, "is not a provider name"),
+    ({"EMAIL_BACKENDS": "a", "EMAIL_A_BACKEND": "x.y", "EMAIL_A_REQUESTS_TIMEOUT": "soon"},
+     "EMAIL_A_REQUESTS_TIMEOUT must be a number"),
+    ({"EMAIL_BACKENDS": "a", "EMAIL_A_BACKEND": "x.y", "EMAIL_A_REQUESTS_TIMEOUT": "40"},
+     "notifications.E001"),
 ])
 def test_the_platform_refuses_to_start_on_bad_settings(env: dict[str, str], text: str) -> None:
     result = manage_check(**env)
@@ -98,3 +106,29 @@ def test_a_lane_override_of_the_timeout_is_checked_too(settings: Any) -> None:
     assert any(m.startswith("Lane bulk") and "LEASE_SECONDS" in m for m in messages)
     assert any(m.startswith("Lane bulk") and "retry" in m for m in messages)
     assert not any(m.startswith("Lane transactional") for m in messages)
+
+
+def test_each_provider_gets_its_backend_and_its_options_typed() -> None:
+    providers = parse_providers({
+        "EMAIL_BACKENDS": "primary, secondary",
+        "EMAIL_PRIMARY_BACKEND": "anymail.backends.postmark.EmailBackend",
+        "EMAIL_PRIMARY_SERVER_TOKEN": "tok",
+        "EMAIL_PRIMARY_REQUESTS_TIMEOUT": "4.5",
+        "EMAIL_SECONDARY_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_SECONDARY_PORT": "2525",
+        "EMAIL_SECONDARY_USE_TLS": "yes",
+        "EMAIL_HOST": "not a provider option",
+    })
+
+    assert providers == [
+        {"NAME": "primary", "BACKEND": "anymail.backends.postmark.EmailBackend",
+         "OPTIONS": {"server_token": "tok", "requests_timeout": 4.5}},
+        {"NAME": "secondary", "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+         "OPTIONS": {"port": 2525, "use_tls": True}},
+    ]
+    assert parse_providers({}) == []
+
+
+def test_a_provider_named_twice_is_refused() -> None:
+    with pytest.raises(ImproperlyConfigured, match="twice"):
+        parse_providers({"EMAIL_BACKENDS": "a,a", "EMAIL_A_BACKEND": "x.y"})
