@@ -101,6 +101,21 @@ def start_cluster(
         cluster.stop()
 
 
+@pytest.fixture
+def own_clusters(start_cluster: Any) -> Any:
+    """start_cluster, but the clusters stop when the test ends: each test here has a fake of its
+    own, and a cluster left running would drain the next test's messages into a closed port."""
+    started: list[Any] = []
+
+    def start(lane: str, env: dict[str, str]) -> Any:
+        started.append(start_cluster(lane, env))
+        return started[-1]
+
+    yield start
+    for cluster in started:
+        cluster.stop()
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

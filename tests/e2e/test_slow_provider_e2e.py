@@ -37,21 +37,6 @@ def postmark_env(fake: FakePostmark, **extra: str) -> dict[str, str]:
             "ANYMAIL_POSTMARK_API_URL": fake.url, **TIGHT, **extra}
 
 
-@pytest.fixture
-def own_clusters(start_cluster: Any) -> Any:
-    """start_cluster, but the clusters stop when the test ends: each test here has a fake of its
-    own, and a cluster left running would drain the next test's messages into a closed port."""
-    started: list[Any] = []
-
-    def start(lane: str, env: dict[str, str]) -> Any:
-        started.append(start_cluster(lane, env))
-        return started[-1]
-
-    yield start
-    for cluster in started:
-        cluster.stop()
-
-
 def orders(n: int) -> list[int]:
     results = notify_many([{"event": "order.placed", "to": f"o{i}@example.com", "data": ORDER}
                            for i in range(n)])
