@@ -455,7 +455,8 @@ def drain_lane(
             if provider.name not in senders:
                 senders[provider.name] = stack.enter_context(Sender(
                     concurrency=conf["SEND_CONCURRENCY"], message_id=message_id_for,
-                    limiter=limiter_for(provider.name), connect=provider.connection))
+                    limiter=limiter_for(provider.name), connect=provider.connection,
+                    name=provider.name))
             return senders[provider.name]
 
         while time.monotonic() < deadline:

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from django.core import mail
 
-from notifications import lookups
+from notifications import lookups, senders
 from notifications.demo import seed_demo
 from tests.factories import EventTypeFactory
 
@@ -15,6 +15,7 @@ def _fresh_lookups() -> None:
     """Each test starts with an empty per-process lookup cache: a value cached by an earlier
     test (whose rows were rolled back, so its pks may come back) must not leak into this one."""
     lookups.clear()
+    senders._windows.clear()  # each test's first drain starts cold (one send in flight)
 
 
 @pytest.fixture
