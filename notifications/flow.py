@@ -5,7 +5,9 @@ The circuit breaker (the lab's circular buffer, where every worker sees it):
 - `ring` holds the outcomes of the provider's last NOTIFY_BREAKER_WINDOW sends, whichever worker
   made them: 1 for a transient failure (5xx, connect error, timeout), 0 for an answer (sent, or a
   permanent refusal: the provider is up and judged the message). A 429 is neither: the provider
-  is up and asked for less, which the hold below gives it.
+  is up and asked for less, which the hold below gives it. The ring starts with a failure:
+  answers are written only while it holds one (before that they have nothing to outweigh), so a
+  healthy provider costs no writes.
 - closed -> open when at least MIN_CALLS sends are in the ring and FAILURE_RATE of them failed.
   While it is open nobody claims for that provider, so an outage does not burn attempts: the
   messages stay due, untouched, and sends already started finish (their outcomes do not count).
@@ -16,13 +18,13 @@ The circuit breaker (the lab's circular buffer, where every worker sees it):
 
 The hold: a 429 (Retry-After honoured, else NOTIFY_THROTTLE_SECONDS) sets `hold_until`; no worker
 starts a send to that provider before then. The worker that got the 429 holds at once; the others
-learn it at their next report, within NOTIFY_SEND_CONCURRENCY/4 sends.
+learn it within REFRESH_SECONDS (they read the shared state that often while they send).
 
 Where it lives: Redis when REDIS_URL is set (one key per provider, read-modify-write under WATCH,
 Redis's clock), else the database (ProviderHealth, SELECT ... FOR UPDATE; PostgreSQL's clock).
 Both run the same transition functions below. If Redis fails the database takes over, as for the
-send rate (notifications/ratelimit.py). Drains report every `Sender.flush_every` outcomes and ask
-before every claim: a few store round trips per hundred sends.
+send rate (notifications/ratelimit.py). Drains ask before every claim, write failures as they
+come (and answers while the ring holds a failure) and otherwise read every REFRESH_SECONDS.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 # How long a probe may take before another drain may probe instead (its drain died).
 PROBE_LEASE_SECONDS = 30.0
+# How often a drain with nothing to write reads the shared state (opened by another worker?
+# a 429 hold?) while it sends.
+REFRESH_SECONDS = 0.5
 
 
 class Gate(enum.Enum):
@@ -77,6 +82,7 @@ class View:
     open_for: float  # seconds until half-open (0 when not open)
     hold_for: float  # seconds no send may start (0 when not held)
     trips: int = 0  # how often it has opened
+    failing: int = 0  # failures in the ring
 
 
 # --- the transitions, the same for every store ---------------------------------------------------
@@ -122,7 +128,8 @@ def permitted(health: Health, now: float) -> tuple[Health, Gate]:
 
 def view_of(health: Health, now: float) -> View:
     return View(health.state(now), max(0.0, health.opened_until - now) if health.opened_until
-                else 0.0, max(0.0, health.hold_until - now), health.trips)
+                else 0.0, max(0.0, health.hold_until - now), health.trips,
+                health.ring.count("1"))
 
 
 # --- stores ------------------------------------------------------------------------------------
@@ -147,10 +154,22 @@ class _DatabaseStore:
         return new, now
 
     def read(self, provider: str) -> tuple[Health, float]:
+        if connection.vendor == "postgresql":  # the clock and the row in one round trip
+            with connection.cursor() as cursor:
+                cursor.execute(_PG_READ, [provider])
+                now, *fields = cursor.fetchone()
+            return (Health(*fields) if fields[0] is not None else Health()), float(now)
         now = _db_now()
         row = ProviderHealth.objects.filter(provider=provider).values(
             "ring", "opened_until", "probe_until", "hold_until", "trips").first()
         return (Health(**row) if row else Health()), now
+
+
+_PG_READ = (
+    'SELECT EXTRACT(EPOCH FROM clock_timestamp()), h."ring", h."opened_until", '
+    'h."probe_until", h."hold_until", h."trips" FROM (SELECT 1) AS one '
+    f'LEFT JOIN "{ProviderHealth._meta.db_table}" h ON h."provider" = %s'
+)
 
 
 def _db_now() -> float:
@@ -239,9 +258,10 @@ class ProviderFlow:
         return max(0.0, self.view.hold_for - (time.monotonic() - self._seen_at))
 
     def permit(self) -> Gate:
+        health, now = _through_store("read", self.provider)  # the hold matters without a breaker
         if settings.NOTIFY["BREAKER_WINDOW"] <= 0:
+            self._see(replace(health, opened_until=0.0), now)
             return Gate.ALLOW
-        health, now = _through_store("read", self.provider)
         if health.state(now) == "half_open" and health.probe_until <= now:
             gate_box: list[Gate] = []
 
@@ -259,8 +279,15 @@ class ProviderFlow:
 
     def report(self, failures: Sequence[bool], *, throttle: float = 0.0,
                probe: bool = False) -> View:
-        """Add this drain's outcomes to the shared state; returns (and keeps) the new view."""
-        if not failures and throttle <= 0 and not probe:
+        """Add this drain's outcomes to the shared state; returns (and keeps) the new view.
+
+        Successes are written only while the ring holds a failure (as last seen): with none
+        they have nothing to outweigh, and a healthy provider then costs one cheap read every
+        REFRESH_SECONDS instead of a locked write per report."""
+        counted = failures if settings.NOTIFY["BREAKER_WINDOW"] > 0 else []
+        if not (probe or throttle > 0 or any(counted) or (counted and self.view.failing)):
+            if time.monotonic() - self._seen_at >= REFRESH_SECONDS:
+                self._see(*_through_store("read", self.provider))  # another worker's news
             return self.view
         opened: list[bool] = []
 

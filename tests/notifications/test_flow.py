@@ -11,6 +11,7 @@ import redis
 
 from notifications import flow
 from notifications.flow import Gate, Health, ProviderFlow, permitted, recorded
+from notifications.models import ProviderHealth
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 FAIL, OK = True, False
@@ -148,3 +149,18 @@ def test_a_breaker_with_no_window_never_opens(settings: Any, db: Any) -> None:
     one = ProviderFlow("p1")
     one.report([FAIL] * 50)
     assert one.permit() is Gate.ALLOW and not one.open
+
+
+def test_a_healthy_provider_costs_no_writes(db: Any) -> None:
+    ProviderFlow("p1").report([OK] * 50)
+
+    assert not ProviderHealth.objects.filter(provider="p1").exists()
+
+
+def test_once_the_ring_holds_a_failure_answers_are_written_too(db: Any) -> None:
+    worker = ProviderFlow("p1")
+    worker.report([OK, OK])  # nothing to outweigh yet
+    worker.report([OK, FAIL])
+    worker.report([OK, OK, OK])
+
+    assert ProviderHealth.objects.get(provider="p1").ring == "01000"
