@@ -1,6 +1,6 @@
-"""A provider outage mid-run, against real clusters sharing one circuit breaker: nobody claims
-while it is open, so each message spends at most one extra attempt, and all are sent after it
-recovers."""
+"""Flow control shared by real clusters: an outage mid-run (nobody claims while the breaker is
+open, so each message spends at most one extra attempt, and all are sent after it recovers), and
+a 429 that pauses every worker for its Retry-After."""
 
 from __future__ import annotations
 
@@ -57,3 +57,33 @@ def test_a_30_second_outage_costs_each_message_at_most_one_attempt(own_clusters:
         during = [r for r in fake.requests if down_at + 3 <= r.time < up_at]
         assert len(during) <= OUTAGE / PAUSE + 1, len(during)
         assert len(fake.requests) - len(pks) == sum(failed.values())
+
+
+def test_a_429_with_retry_after_pauses_every_worker(own_clusters: Any) -> None:
+    """One 429 with Retry-After: 2 seen by one of four workers: within REFRESH_SECONDS (plus
+    the sends already in flight) nobody sends to the provider until the two seconds are up."""
+    with FakePostmark() as fake:
+        fake.latency = 0.05
+        env = {"EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
+               "ANYMAIL_POSTMARK_SERVER_TOKEN": fake.server_token,
+               "ANYMAIL_POSTMARK_API_URL": fake.url, "NOTIFY_SEND_CONCURRENCY": "4",
+               "NOTIFY_BATCH_SIZE": "25", "Q_WORKERS_BULK": "2"}
+        fake.script("r300@example.com", ["429:2"])
+        for _ in range(2):
+            own_clusters("bulk", env)
+        results = notify_many([{"event": "marketing.newsletter", "to": f"r{i}@example.com",
+                                "data": {"headline": "h", "body": "b"}} for i in range(800)])
+        pks = [q.message.pk for q in results]
+
+        final = wait_final(pks, timeout=120)
+
+        assert {m.status for m in final.values()} == {"sent"}
+        [throttled] = [r for r in fake.requests if r.status == 429]
+        workers = set(DeliveryAttempt.objects.filter(message_id__in=pks)
+                      .values_list("worker", flat=True))
+        assert len(workers) >= 2  # another worker was sending too
+        answered = throttled.time + fake.latency
+        quiet = [r for r in fake.requests
+                 if answered + 0.5 + 0.3 <= r.time < answered + 2 - 0.05]
+        assert quiet == [], [(round(r.time - answered, 2), r.recipient) for r in quiet]
+        assert any(r.time >= answered + 2 for r in fake.requests)  # and then they went on
