@@ -27,7 +27,7 @@ class DeliveryAttemptInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = ("number", "started_at", "duration_ms", "outcome", "error_class", "error_code",
-              "error_message", "provider_message_id", "worker")
+              "error_message", "provider", "provider_message_id", "worker")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -54,7 +54,8 @@ class MessageAdmin(admin.ModelAdmin):
          {"fields": ("template_version", "rendered_subject", "rendered_text", "rendered_html")}),
         ("Delivery", {"fields": ("lane", "priority", "attempts", "max_attempts",
                                  "next_attempt_at", "expires_at", "lease_until", "lease_token",
-                                 "provider_message_id", "sent_at", "created_at", "updated_at")}),
+                                 "provider", "provider_message_id", "sent_at", "created_at",
+                                 "updated_at")}),
     )
 
     def has_add_permission(self, request: HttpRequest) -> bool:

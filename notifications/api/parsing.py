@@ -157,6 +157,7 @@ def message_payload(message: Message, *, detail: bool = False) -> dict[str, Any]
                 "started_at": a.started_at,
                 "duration_ms": a.duration_ms,
                 "outcome": a.outcome,
+                "provider": a.provider,
                 "error": f"{a.error_class}: {a.error_message}" if a.error_class
                 else a.error_message,
             }

@@ -71,7 +71,7 @@ class AttemptSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = DeliveryAttempt
-        fields = ["number", "started_at", "duration_ms", "outcome", "error"]
+        fields = ["number", "started_at", "duration_ms", "outcome", "provider", "error"]
 
     def get_error(self, attempt: DeliveryAttempt) -> str:
         text = f"{attempt.error_class}: {attempt.error_message}" if attempt.error_class else ""

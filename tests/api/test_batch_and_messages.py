@@ -74,7 +74,8 @@ def test_a_message_shows_its_attempts_and_only_to_its_producer(api: APIClient,
     assert body["status"] == "sent"
     assert body["subject"] == f"Order {ORDER['order_id']} confirmed"
     assert body["send_at"].endswith("Z") and body["created_at"] == created["created_at"]
-    assert [(a["number"], a["outcome"]) for a in body["attempt_log"]] == [(1, "sent")]
+    assert [(a["number"], a["outcome"], a["provider"]) for a in body["attempt_log"]] == [
+        (1, "sent", "default")]
 
     other = producer_get_or_create(name="user-service", events=["order.placed"])
     stranger = APIClient()
