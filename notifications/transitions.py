@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, CharField, F, Q, Value, When
 from django.utils import timezone
 
@@ -87,13 +87,24 @@ def mark_sent(pks: Iterable[int], *, token: UUID, provider: str,
     stored: a 500-branch CASE was a third of a drain's CPU.
     """
     fields: dict[str, Any] = {"provider": provider}
-    if provider_ids:
+    if provider_ids and connection.vendor != "postgresql":
         fields["provider_message_id"] = Case(
             *[When(pk=pk, then=Value(value)) for pk, value in provider_ids.items()],
             default=Value(""), output_field=CharField(),
         )
-    return _move("mark_sent", _claimed(pks, token), sent_at=timezone.now(), lease_until=None,
-                 last_error="", **fields)
+    moved = _move("mark_sent", _claimed(pks, token), sent_at=timezone.now(), lease_until=None,
+                  last_error="", **fields)
+    if provider_ids and connection.vendor == "postgresql":
+        # One UPDATE ... FROM (VALUES ...) instead of a CASE: Django resolving a CASE of one
+        # WHEN per message cost ~230 µs of the drain's CPU per email (3.7 ms per 16).
+        rows = list(provider_ids.items())
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'UPDATE "{Message._meta.db_table}" AS m SET "provider_message_id" = v.pid '
+                f'FROM (VALUES {", ".join(["(%s::bigint, %s)"] * len(rows))}) AS v(id, pid) '
+                'WHERE m."id" = v.id AND m."lease_token" = %s AND m."status" = %s',
+                [part for row in rows for part in row] + [token, Status.SENT.value])
+    return moved
 
 
 def schedule_retry(pk: int, *, token: UUID, due: datetime, error: str, pin: str = "") -> int:
