@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from notifications.content import message_subject
+from notifications.flow import ProviderFlow
 from notifications.models import EventType, Message
 from notifications.services import notify
 from notifications.transitions import TRANSITIONS
@@ -38,6 +39,17 @@ def test_it_prints_depth_per_lane_and_status_and_the_oldest_due_age() -> None:
     assert transactional[1] == "3" and transactional[-2] == "3"  # pending, due
     assert transactional[-1].endswith("s")  # oldest due age in seconds
     assert bulk[1] == "1"
+
+
+def test_it_prints_each_providers_breaker(settings: Any) -> None:
+    settings.NOTIFY = {**settings.NOTIFY, "BREAKER_MIN_CALLS": 2, "BREAKER_PAUSE_SECONDS": 30}
+    ProviderFlow("default").report([True, True])
+
+    lines = run("notifications_stats").splitlines()
+
+    default = next(line for line in lines if line.startswith("default")).split()
+    assert default[1] == "open" and 29 < float(default[2].rstrip("s")) <= 30
+    assert default[4] == "1"  # trips
 
 
 def test_it_prints_the_lifecycle_diagram_from_the_transition_table() -> None:

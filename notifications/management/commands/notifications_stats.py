@@ -4,12 +4,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from notifications.flow import provider_states
 from notifications.models import Status
+from notifications.providers import configured
 from notifications.selectors import queue_stats
 
 
 class Command(BaseCommand):
-    help = "Print queue depth per lane and status, and the age of the oldest due message."
+    help = ("Print queue depth per lane and status, the age of the oldest due message, and each "
+            "provider's circuit breaker and 429 hold.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         statuses = [s.value for s in Status]
@@ -22,3 +25,10 @@ class Command(BaseCommand):
                 f"{stats.by_status.get(s, 0):>12}" for s in statuses
             )
             self.stdout.write(f"{row}{stats.due:>8}  {age_text}")
+        self.stdout.write("")
+        self.stdout.write(f"{'provider':<15}{'breaker':>10}{'open for':>10}{'held for':>10}"
+                          f"{'trips':>7}{'failing':>9}")
+        names = [p.name for p in configured()]
+        for name, view in provider_states(names).items():
+            self.stdout.write(f"{name:<15}{view.state:>10}{view.open_for:>9.1f}s"
+                              f"{view.hold_for:>9.1f}s{view.trips:>7}{view.failing:>9}")
