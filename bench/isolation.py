@@ -64,7 +64,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import procstat  # noqa: E402
-from bench.api import start_server  # noqa: E402
+from bench.api import other_load, start_server  # noqa: E402
 from bench.delivery import Cluster  # noqa: E402
 from bench.pg import PG_HOST, PG_PORT, PG_USER, admin_sql, db_url  # noqa: E402
 from bench.provider import POSTMARK, TOKEN, Fake  # noqa: E402
@@ -100,6 +100,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="burst phase: transactional events before the first newsletter (2)")
     p.add_argument("--db-name", default="notify_bench_isolation")
     p.add_argument("--timeout", type=float, default=600.0, help="longest wait per phase (600)")
+    p.add_argument("--quiet-cores", type=float, default=0.25,
+                   help="before each phase wait until other processes use less than this (0.25)")
+    p.add_argument("--quiet-timeout", type=float, default=120.0,
+                   help="longest wait for a quiet machine per phase, s (120)")
+    p.add_argument("--bulk-nice", type=int, default=0,
+                   help="experiment, not a default: run the bulk cluster under `nice -n N` (0)")
     p.add_argument("--keep-db", action="store_true")
     return p.parse_args(argv)
 
@@ -343,28 +349,145 @@ class HealthPoller:
             self._stop.wait(max(0.0, t0 + n * self.interval - time.monotonic()))
 
 
+class NicedCluster(Cluster):
+    """A cluster started under `nice -n N` (its forked workers and send threads inherit it)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, nice: int) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(["nice", "-n", str(nice), PY, "manage.py", "qcluster"],
+                                     cwd=ROOT, env=env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_quiet(args: argparse.Namespace) -> float:
+    """Up to --quiet-timeout s until processes other than ours use < --quiet-cores: other
+    sessions' tests share these cores. Returns the last reading (reported per phase)."""
+    deadline = time.monotonic() + args.quiet_timeout
+    load = other_load(1.0)
+    if load > args.quiet_cores:
+        log(f"machine busy ({load:.2f} cores elsewhere): waiting up to {args.quiet_timeout:.0f} s")
+    while load > args.quiet_cores and time.monotonic() < deadline:
+        load = other_load(1.0)
+    if load > args.quiet_cores:
+        log(f"still {load:.2f} cores busy elsewhere: measuring anyway")
+    return round(load, 2)
+
+
+class DrainTasks:
+    """The transactional lane's drain tasks (django-q2 keeps only the last 100: read often)."""
+
+    def __init__(self, db: str) -> None:
+        self.db, self.rows = db, {}
+
+    def poll(self) -> None:
+        for tid, started, stopped in pg(self.db, (
+                "SELECT id, extract(epoch FROM started), extract(epoch FROM stopped) FROM "
+                "django_q_task WHERE \"group\" = 'drain-transactional'")):
+            self.rows[tid] = (float(started), float(stopped))
+
+    def summary(self, t0: float, t1: float) -> dict[str, Any]:
+        inside = [(a, b) for a, b in self.rows.values() if t0 <= a <= t1]
+        ms = [(b - a) * 1000 for a, b in inside]
+        return {"drains": len(inside), "per_second": len(inside) / max(1e-3, t1 - t0),
+                "duration_p50_ms": pct(ms, 50), "duration_p99_ms": pct(ms, 99)}
+
+
+class PgWaits:
+    """Samples pg_stat_activity every 0.1 s: what the bench database's active backends are doing
+    (running, or waiting on a lock / IO / the client) and in which statement."""
+
+    def __init__(self, db: str) -> None:
+        self.db = db
+        self.samples = 0
+        self.seen: Counter[tuple[str, str]] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pg-waits", daemon=True)
+
+    def start(self) -> PgWaits:
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join()
+        top = self.seen.most_common(8)
+        locks = sum(n for (wait, _), n in self.seen.items() if wait.startswith("Lock"))
+        return {"samples": self.samples,
+                "active_backends_mean": sum(self.seen.values()) / max(1, self.samples),
+                "lock_waits_per_sample": locks / max(1, self.samples),
+                "top": [[wait, query, n] for (wait, query), n in top]}
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=self.db,
+                             autocommit=True) as conn:
+            while not self._stop.wait(0.1):
+                rows = conn.execute(
+                    "SELECT coalesce(wait_event_type || ':' || wait_event, 'running'), "
+                    "left(regexp_replace(query, '\\s+', ' ', 'g'), 70) FROM pg_stat_activity "
+                    "WHERE datname = %s AND state = 'active' AND pid <> pg_backend_pid()",
+                    [self.db]).fetchall()
+                self.samples += 1
+                self.seen.update((w, q) for w, q in rows)
+
+
 # --- measuring ------------------------------------------------------------------------------------
 
+def run_queue_ns(pids: list[int]) -> dict[tuple[int, int], int]:
+    """(pid, tid) -> nanoseconds the thread has spent runnable but waiting for a CPU so far
+    (/proc/<pid>/task/<tid>/schedstat, second field)."""
+    out = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                        out[(pid, int(tid))] = int(f.read().split()[1])
+    return out
+
+
 class Meter:
-    """CPU per party over a phase: both clusters, gunicorn, the fake, PostgreSQL, the machine."""
+    """CPU per party over a phase (both clusters, gunicorn, the fake, PostgreSQL, the machine),
+    and how long each party's threads waited for a CPU (sampled: threads that start and end
+    between two samples are missed, so it is a lower bound)."""
 
     def __init__(self, db: str, parties: dict[str, int]) -> None:
         self.parties = parties  # name -> root pid of a process tree
         self.pg = procstat.PgMeter(db)
         self.machine = procstat.MachineMeter()
 
+    def _trees(self) -> dict[str, list[int]]:
+        stats = procstat.all_stats()
+        return {name: procstat.tree_pids(pid, stats) for name, pid in self.parties.items()}
+
     def start(self) -> None:
         self.cpu0 = {name: procstat.tree_cpu_seconds(pid) for name, pid in self.parties.items()}
+        self.rq: dict[str, dict[tuple[int, int], list[int]]] = {name: {} for name in self.parties}
+        self._sample_rq(first=True)
         self.pg.start()
         self.machine.start()
 
+    def _sample_rq(self, first: bool = False) -> None:
+        for name, pids in self._trees().items():
+            seen = self.rq[name]
+            for key, ns in run_queue_ns(pids).items():
+                entry = seen.setdefault(key, [ns if first else 0, ns])
+                entry[1] = ns
+
     def sample(self) -> None:
         self.pg.sample()
+        if self.parties:
+            self._sample_rq()
 
     def stop(self) -> dict[str, float]:
+        self._sample_rq()
         pg_cpu = self.pg.stop()
         machine = self.machine.stop()
         elapsed = machine["elapsed"]
+        self.run_queue = {name: round(sum(b - a for a, b in seen.values()) / 1e9 / elapsed, 3)
+                          for name, seen in self.rq.items()}
         cores = {name: (procstat.tree_cpu_seconds(pid) - self.cpu0[name]) / elapsed
                  for name, pid in self.parties.items()}
         cores["postgres"] = pg_cpu["bench"] / elapsed
@@ -377,12 +500,14 @@ class Meter:
 
 
 def wait_received(fake_log: FakeLog, ids: list[int], meter: Meter, timeout: float,
-                  what: str) -> bool:
+                  what: str, drains: DrainTasks | None = None) -> bool:
     deadline = time.monotonic() + timeout
     wanted = set(ids)
     while True:
         fake_log.poll()
         meter.sample()
+        if drains is not None:
+            drains.poll()
         missing = len(wanted - fake_log.received.keys())
         if not missing:
             return True
@@ -475,21 +600,28 @@ def warm_up(args, port, tokens, fake_log) -> None:
 
 def phase_tx_alone(args, port, token, fake_log, meter) -> dict[str, Any]:
     vacuum(args.db_name)
+    quiet = wait_quiet(args)
     log(f"phase 1/3, transactional alone: {args.rate:g} {args.event}/s for "
         f"{args.solo_seconds:g} s")
     t_ref = time.time()
     meter.start()
+    drains = DrainTasks(args.db_name)
+    waits = PgWaits(args.db_name).start()
     producer = TxProducer(port, token, args.rate, args.event, "solo").start()
     end = time.monotonic() + args.solo_seconds
     while time.monotonic() < end:
         time.sleep(0.5)
         meter.sample()
+        drains.poll()
     producer.stop()
     ids = [e.message_id for e in producer.events if e.message_id is not None]
-    wait_received(fake_log, ids, meter, 60, "transactional alone")
+    wait_received(fake_log, ids, meter, 60, "transactional alone", drains)
     cpu = meter.stop()
+    pg_waits = waits.stop()
     out = tx_summary(producer.events, fake_log, send_starts(args.db_name, ids), None, t_ref)
-    out.update(cpu=cpu, late_starts=producer.late_starts)
+    out.update(cpu=cpu, run_queue=meter.run_queue, late_starts=producer.late_starts,
+               quiet_before=quiet,
+               drains=drains.summary(t_ref, time.time()), pg_waits=pg_waits)
     log(f"transactional alone: p50 {out['p50_ms']:.0f} ms, p99 {out['p99_ms']:.0f} ms "
         f"({out['accepted']} events); cores {cpu}")
     return out
@@ -497,9 +629,11 @@ def phase_tx_alone(args, port, token, fake_log, meter) -> dict[str, Any]:
 
 def phase_bulk_alone(args, port, token, fake_log, meter) -> dict[str, Any]:
     vacuum(args.db_name)
+    quiet = wait_quiet(args)
     log(f"phase 2/3, bulk alone: {args.bulk:,} newsletters via the batch API")
     t_ref = time.time()
     meter.start()
+    waits = PgWaits(args.db_name).start()
     result: dict[str, BulkPost] = {}
     poster = threading.Thread(target=lambda: result.setdefault("post", post_bulk(
         port, token, args.bulk, args.batch_size, "solo")), daemon=True)
@@ -511,7 +645,7 @@ def phase_bulk_alone(args, port, token, fake_log, meter) -> dict[str, Any]:
     wait_received(fake_log, post.ids, meter, args.timeout, "bulk alone")
     cpu = meter.stop()
     out = bulk_summary(post, fake_log, t_ref)
-    out["cpu"] = cpu
+    out.update(cpu=cpu, run_queue=meter.run_queue, quiet_before=quiet, pg_waits=waits.stop())
     log(f"bulk alone: {out['rate']:,.0f} emails/s over {out['seconds']:.1f} s "
         f"(ingest {out['ingest_rate']:,.0f}/s); cores {cpu}")
     return out
@@ -519,10 +653,13 @@ def phase_bulk_alone(args, port, token, fake_log, meter) -> dict[str, Any]:
 
 def phase_burst(args, port, tokens, fake_log, meter) -> dict[str, Any]:
     vacuum(args.db_name)
+    quiet = wait_quiet(args)
     log(f"phase 3/3, burst: {args.rate:g} {args.event}/s while {args.bulk:,} newsletters "
         "are posted and drained; /health/ready/ every 0.5 s")
     t_ref = time.time()
     meter.start()
+    drains = DrainTasks(args.db_name)
+    waits = PgWaits(args.db_name).start()
     health = HealthPoller(port).start()
     producer = TxProducer(port, tokens["shop"], args.rate, args.event, "burst").start()
     time.sleep(args.lead_seconds)
@@ -533,9 +670,11 @@ def phase_burst(args, port, tokens, fake_log, meter) -> dict[str, Any]:
     while poster.is_alive():
         poster.join(0.5)
         meter.sample()
+        drains.poll()
     post = result["post"]
-    bulk_ok = wait_received(fake_log, post.ids, meter, args.timeout, "burst, bulk")
+    bulk_ok = wait_received(fake_log, post.ids, meter, args.timeout, "burst, bulk", drains)
     cpu = meter.stop()  # the burst's CPU: until the last newsletter arrived
+    pg_waits = waits.stop()
     time.sleep(args.lead_seconds)
     producer.stop()
     health.stop()
@@ -555,7 +694,9 @@ def phase_burst(args, port, tokens, fake_log, meter) -> dict[str, Any]:
         f"health non-200: {len(bad)} of {len(health.samples)}; cores {cpu}")
     return {
         "tx": during, "tx_all": everything, "bulk": bulk, "cpu": cpu,
-        "late_starts": producer.late_starts,
+        "run_queue": meter.run_queue,
+        "late_starts": producer.late_starts, "quiet_before": quiet, "pg_waits": pg_waits,
+        "drains": drains.summary(*window),
         "window": [window[0] - t_ref, window[1] - t_ref],
         "health": {
             "polls": len(health.samples), "non_200": len(bad),
@@ -602,6 +743,19 @@ def report(args: argparse.Namespace, solo_tx: dict, solo_bulk: dict, burst: dict
         ("bulk drain, s", f"{solo_bulk['seconds']:.1f}", f"{bulk['seconds']:.1f}"),
         ("bulk ingest via batch API, events/s", f"{solo_bulk['ingest_rate']:,.0f}",
          f"{bulk['ingest_rate']:,.0f}"),
+        ("PostgreSQL: active backends / of them waiting on a lock, mean",
+         f"{solo_tx['pg_waits']['active_backends_mean']:.2f} / "
+         f"{solo_tx['pg_waits']['lock_waits_per_sample']:.2f}",
+         f"{burst['pg_waits']['active_backends_mean']:.2f} / "
+         f"{burst['pg_waits']['lock_waits_per_sample']:.2f}"),
+        ("transactional drain tasks per second",
+         f"{solo_tx['drains']['per_second']:.1f}", f"{burst['drains']['per_second']:.1f}"),
+        ("transactional drain task duration, p50 / p99 ms",
+         f"{solo_tx['drains']['duration_p50_ms']:,.0f} / "
+         f"{solo_tx['drains']['duration_p99_ms']:,.0f}",
+         f"{burst['drains']['duration_p50_ms']:,.0f} / {burst['drains']['duration_p99_ms']:,.0f}"),
+        ("transactional cluster: threads waiting for a CPU, mean",
+         f"{solo_tx['run_queue']['tx_cluster']:.2f}", f"{burst['run_queue']['tx_cluster']:.2f}"),
         (f"machine busy, cores (of {os.cpu_count()})",
          f"{solo_tx['cpu']['machine']:.2f} / {solo_bulk['cpu']['machine']:.2f}",
          f"{burst['cpu']['machine']:.2f}"),
@@ -623,7 +777,9 @@ def report(args: argparse.Namespace, solo_tx: dict, solo_bulk: dict, burst: dict
         "|---|---:|---:|",
         *[f"| {a} | {b} | {c} |" for a, b, c in rows],
         "",
-        "(\"alone\" machine figures: transactional phase / bulk phase.)",
+        "(\"alone\" machine figures: transactional phase / bulk phase. Cores by party during "
+        f"the burst: {burst['cpu']}; threads waiting for a CPU, mean, by party: "
+        f"{burst['run_queue']}.)",
         "",
         f"- goal transactional p99 < {GOAL_P99_MS:.0f} ms during the burst: "
         f"{fmt_ms(tx['p99_ms'])} ms -> **{'PASS' if ok_p99 else 'FAIL'}**",
@@ -639,7 +795,14 @@ def report(args: argparse.Namespace, solo_tx: dict, solo_bulk: dict, burst: dict
         f"- GET /health/ready/ every 0.5 s during the burst: {h['polls']} polls, "
         f"{h['non_200']} not 200; p50 {h['p50_ms']:.0f} ms, max {h['max_ms']:.0f} ms; "
         f"{h['reported_over_high_water']} answers reported a lane over its high-water mark",
-        f"- load average: before {loads['before']}; after {loads['after']}",
+        "- PostgreSQL during the burst, active backends per 0.1 s sample by wait and statement: "
+        + "; ".join(f"{n / max(1, burst['pg_waits']['samples']):.2f} {wait} `{query}`"
+                    for wait, query, n in burst["pg_waits"]["top"][:5]),
+        f"- load average: before {loads['before']}; after {loads['after']}; cores busy "
+        f"elsewhere just before each phase: {solo_tx['quiet_before']} / "
+        f"{solo_bulk['quiet_before']} / {burst['quiet_before']}"
+        + (f"; EXPERIMENT: bulk cluster under nice -n {args.bulk_nice}" if args.bulk_nice
+           else ""),
     ]
     return "\n".join(lines), ok_p99 and ok_share and sane
 
@@ -675,8 +838,11 @@ def main(argv: list[str] | None = None) -> int:
                                  "print(settings.NOTIFY['SEND_CONCURRENCY'])",
                                  log_path=setup).split()[-1])
         server = start_server(args, env, args.web_workers, 1, work / "gunicorn.log")
-        for lane in ("transactional", "bulk"):
-            clusters.append(Cluster({**env, "Q_CLUSTER_NAME": lane}, work / f"qcluster-{lane}.log"))
+        clusters.append(Cluster({**env, "Q_CLUSTER_NAME": "transactional"},
+                                work / "qcluster-transactional.log"))
+        bulk_env, bulk_log = {**env, "Q_CLUSTER_NAME": "bulk"}, work / "qcluster-bulk.log"
+        clusters.append(NicedCluster(bulk_env, bulk_log, args.bulk_nice) if args.bulk_nice
+                        else Cluster(bulk_env, bulk_log))
         for cluster in clusters:
             cluster.wait_running(LANE_WORKERS)
         log(f"gunicorn on port {server.port}, clusters up, fake Postmark at {fake.url}")
