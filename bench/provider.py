@@ -16,8 +16,8 @@ fixed added latency per request:
    accepted exactly once.
 3. Queues M of the same emails in post_office and times `send_queued_mail --processes 1` (its
    defaults: 5 sending threads) through the same backend to the same fake.
-4. Prints and writes (bench/results/) a table with the ratio and the goals (>= 500 emails/s and
-   >= 5x post-office at 100 ms).
+4. Prints and writes (bench/results/provider-<timestamp>.md, and .json for bench/plots.py) a
+   table with the ratio and the goals (>= 500 emails/s and >= 5x post-office at 100 ms).
 """
 
 from __future__ import annotations
@@ -272,6 +272,14 @@ def main(argv: list[str] | None = None) -> int:
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
     (results / f"provider-{stamp}.md").write_text(text + "\n")
+    # The same figures for bench/plots.py.
+    (results / f"provider-{stamp}.json").write_text(json.dumps({
+        "bench": "provider", "stamp": stamp, "messages": args.messages,
+        "workers": args.workers, "concurrency": concurrency, "cores": os.cpu_count(),
+        "passed": not failed,
+        "rows": [{"latency": latency, "ours": ours, "postoffice": po}
+                 for latency, ours, po in rows],
+    }, indent=1, default=str))
     return 1 if failed else 0
 
 
