@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test install migrate demo bench bench-delivery bench-provider bench-api lint clean
+.PHONY: run test install migrate demo bench bench-delivery bench-provider bench-api bench-isolation \
+	bench-plots lint clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +29,7 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The benchmarks; each prints its figures beside the alternative and exits non-zero on a missed goal.
-bench: bench-delivery bench-provider bench-api
+bench: bench-delivery bench-provider bench-api bench-isolation
 
 bench-delivery: install
 	$(PY) -m pip install --quiet -r bench/requirements.txt
@@ -49,3 +50,14 @@ clean:
 bench-provider: install
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	$(PY) bench/provider.py $(BENCH_PROVIDER_ARGS)
+
+# Transactional latency through the API while a 20,000-newsletter burst drains, both lanes' real
+# clusters, fake Postmark at 50 ms; exits non-zero on a missed goal.
+bench-isolation: install
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	$(PY) bench/isolation.py $(BENCH_ISOLATION_ARGS)
+
+# docs/img/*.png from the newest bench/results of bench-provider and bench-isolation.
+bench-plots: install
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	$(PY) bench/plots.py
