@@ -517,12 +517,12 @@ def wait_received(fake_log: FakeLog, ids: list[int], meter: Meter, timeout: floa
         time.sleep(0.5)
 
 
-def tx_summary(events: list[TxEvent], fake_log: FakeLog, starts: dict[int, float],
+def tx_summary(events: list[TxEvent], fake_log: FakeLog, starts: dict[int, tuple[float, int]],
                window: tuple[float, float] | None, t_ref: float) -> dict[str, Any]:
     """Latency figures of the transactional events answered inside `window` (all if None)."""
     chosen = [e for e in events if window is None or window[0] <= e.answered <= window[1]]
     accepted = [e for e in chosen if e.message_id is not None]
-    latencies, waits, sends, points = [], [], [], []
+    latencies, waits, sends, trips, points = [], [], [], [], []
     lost = 0
     for e in accepted:
         got = fake_log.first(e.message_id)
@@ -534,8 +534,10 @@ def tx_summary(events: list[TxEvent], fake_log: FakeLog, starts: dict[int, float
         latencies.append(ms)
         points.append([round(e.answered - t_ref, 3), round(ms, 2)])
         if e.message_id in starts:
-            waits.append((starts[e.message_id] - e.answered) * 1000)
-            sends.append((got - starts[e.message_id]) * 1000)
+            started, round_trip = starts[e.message_id]
+            waits.append((started - e.answered) * 1000)
+            sends.append((got - started) * 1000)
+            trips.append(round_trip)
     api_ms = [(e.answered - e.sent) * 1000 for e in accepted]
     dupes = sum(1 for e in accepted if len(fake_log.received.get(e.message_id, [])) > 1)
     return {
@@ -546,6 +548,7 @@ def tx_summary(events: list[TxEvent], fake_log: FakeLog, starts: dict[int, float
         "max_ms": max(latencies, default=float("nan")),
         "wait_p50_ms": pct(waits, 50), "wait_p99_ms": pct(waits, 99),
         "send_p50_ms": pct(sends, 50), "send_p99_ms": pct(sends, 99),
+        "round_trip_p50_ms": pct(trips, 50), "round_trip_p99_ms": pct(trips, 99),
         "api_p50_ms": pct(api_ms, 50), "api_p99_ms": pct(api_ms, 99),
         "points": points,  # [answer time - phase start s, latency ms]
     }
@@ -569,12 +572,13 @@ def bulk_summary(post: BulkPost, fake_log: FakeLog, t_ref: float) -> dict[str, A
     }
 
 
-def send_starts(db: str, ids: list[int]) -> dict[int, float]:
-    """Message id -> epoch of its first DeliveryAttempt's started_at."""
-    rows = pg(db, "SELECT message_id, extract(epoch FROM started_at) FROM "
+def send_starts(db: str, ids: list[int]) -> dict[int, tuple[float, int]]:
+    """Message id -> (epoch of its first DeliveryAttempt's started_at, its duration_ms: the
+    provider's round trip as the sender saw it)."""
+    rows = pg(db, "SELECT message_id, extract(epoch FROM started_at), duration_ms FROM "
                   "notifications_deliveryattempt WHERE number = 1 AND message_id = ANY(%s)",
               [ids])
-    return {int(pk): float(t) for pk, t in rows}
+    return {int(pk): (float(t), int(ms)) for pk, t, ms in rows}
 
 
 def vacuum(db: str) -> None:
@@ -735,6 +739,9 @@ def report(args: argparse.Namespace, solo_tx: dict, solo_bulk: dict, burst: dict
         ("  of which sending (send start -> fake), p50 / p99 ms",
          f"{solo_tx['send_p50_ms']:,.0f} / {solo_tx['send_p99_ms']:,.0f}",
          f"{tx['send_p50_ms']:,.0f} / {tx['send_p99_ms']:,.0f}"),
+        ("transactional send's provider round trip (attempt duration), p50 / p99 ms",
+         f"{solo_tx['round_trip_p50_ms']:,.0f} / {solo_tx['round_trip_p99_ms']:,.0f}",
+         f"{tx['round_trip_p50_ms']:,.0f} / {tx['round_trip_p99_ms']:,.0f}"),
         ("API answer (single event), p50 / p99 ms",
          f"{solo_tx['api_p50_ms']:,.0f} / {solo_tx['api_p99_ms']:,.0f}",
          f"{tx['api_p50_ms']:,.0f} / {tx['api_p99_ms']:,.0f}"),
