@@ -64,6 +64,11 @@ def provider_plot(path: Path, out: Path) -> None:
     ax.set_yscale("log")
     ax.set_xticks(ms, [f"{m:.0f} ms" for m in ms])
     ax.minorticks_off()
+    low = min([*ours, *(r["postoffice"]["rate"] for r in po_rows)])
+    ax.set_ylim(bottom=low / 2)
+    ticks = [t for t in (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+             if low / 2 <= t <= ax.get_ylim()[1]]
+    ax.set_yticks(ticks, [f"{t:,}" for t in ticks])
     ax.set_xlabel("provider latency per request (fake Postmark, Anymail's Postmark backend)")
     ax.set_ylabel("emails delivered per second (log)")
     ax.set_title(f"Throughput against provider latency ({data['messages']:,} emails per run, "
@@ -128,6 +133,7 @@ def isolation_plot(path: Path, out: Path) -> None:
     right.axvline(goal, color="#dc2626", ls="--", lw=1.2, label=f"{goal:.0f} ms")
     right.axhline(99, color="#9ca3af", ls=":", lw=1)
     right.set_xscale("log")
+    right.set_xlim(left=3)  # a message can reach the provider before its 202 has: <= 0 ms
     right.set_xlabel("API answer -> provider receipt, ms (log)")
     right.set_ylabel("% of transactional messages at or below")
     right.set_ylim(0, 100.5)
