@@ -72,6 +72,9 @@ from templates_app.rendering import RenderedEmail
 
 logger = logging.getLogger(__name__)
 
+# How often (seconds) an idle drain looks for newly due mail before it ends.
+IDLE_POLL = 0.05
+
 # Columns a drain needs: the email is rendered from `data` and the pinned version at send time.
 SEND_FIELDS = (
     "id", "event_type_id", "to_email", "to_name", "data", "template_version_id",
@@ -459,6 +462,7 @@ def drain_lane(
                     name=provider.name))
             return senders[provider.name]
 
+        idle_since: float | None = None
         while time.monotonic() < deadline:
             gates = [(p, flows[p.name].permit()) for p in providers]
             usable = [(p, gate) for p, gate in gates if gate is not Gate.DENY]
@@ -487,16 +491,21 @@ def drain_lane(
                 report.batches += 1
                 report.claimed += len(batch)
             if claimed:
+                idle_since = None
                 continue
+            # Nothing due now. Stay a moment (NOTIFY_DRAIN_IDLE_SECONDS) for mail that arrives
+            # meanwhile: this drain has its connections open and sends it within IDLE_POLL,
+            # where a new drain waits for the broker's poll and opens new connections. Retries
+            # due within the budget are picked up by this drain rather than by the next sweep.
+            now = time.monotonic()
+            idle_since = now if idle_since is None else idle_since
             next_due = _next_due(lane)
-            if next_due is None:
+            wait = (next_due - timezone.now()).total_seconds() if next_due is not None \
+                else float("inf")
+            if now - idle_since >= conf["DRAIN_IDLE_SECONDS"] and wait > deadline - now:
                 break
-            # Retries due soon are picked up by this drain rather than by the next sweep; poll
-            # at most every second so fresh messages are not kept waiting either.
-            wait = (next_due - timezone.now()).total_seconds()
-            if wait > deadline - time.monotonic():
-                break
-            if not _linger(deadline, min(max(wait, 0.05), 1.0)):
+            lingering = now - idle_since < conf["DRAIN_IDLE_SECONDS"]
+            if not _linger(deadline, IDLE_POLL if lingering else min(max(wait, IDLE_POLL), 1.0)):
                 break
     # The budget ran out with work due (messages handed back at the deadline, or never claimed):
     # the next drain starts now, not at the next sweep.

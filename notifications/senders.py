@@ -57,6 +57,8 @@ logger = logging.getLogger(__name__)
 SEND_CHUNK = 50
 
 Built = tuple[Message, EmailMessage]
+# How often (seconds) a drain with sends in flight and room for more looks for newly due mail.
+REFILL_POLL = 0.02
 # How far ahead (seconds) a drain may reserve rate-limited slots: a reserved slot is used even if
 # the drain's deadline passes meanwhile, so this bounds how late a send can start.
 RATE_AHEAD = 0.5
@@ -182,8 +184,8 @@ class Sender:
         `may_start()` is False; `self.started` then says how many of `items` were started.
         When every item has started and the window has room, `more()` may add items (the drain
         claims its next batch while the last sends of this one are in flight, so the window
-        does not empty at every batch boundary); `items` is extended in place, until `more()`
-        returns nothing.
+        does not empty at every batch boundary); `items` is extended in place. When `more()`
+        returns nothing it is asked again every REFILL_POLL while sends are in flight.
         """
         self.started = 0
         if self.pipelined or self._pool is None:
@@ -202,13 +204,15 @@ class Sender:
                 yield list(enumerate(sent, first))
             return
         in_flight: dict[Future[Sent], int] = {}
+        next_refill = 0.0  # time.monotonic() when `more()` may be asked again after coming empty
         while True:
             if (more is not None and self.started == len(items) and len(in_flight) < self.window
-                    and not self._held() and may_start()):
+                    and time.monotonic() >= next_refill and not self._held() and may_start()):
                 extra = more()
                 items.extend(extra)
-                if not extra:
-                    more = None
+                # Nothing due now: ask again shortly while sends are in flight, so a message
+                # that arrives meanwhile waits REFILL_POLL, not for the slowest send in flight.
+                next_refill = 0.0 if extra else time.monotonic() + REFILL_POLL
             while (len(in_flight) < self.window and self.started < len(items)
                    and not self._rate_ahead() and not self._held() and may_start()):
                 message, content = items[self.started]
@@ -225,10 +229,12 @@ class Sender:
                     time.sleep(max(0.0, self._next_start - RATE_AHEAD - time.monotonic()))
                     continue
                 return
-            # With a rate limit or a hold, wake up to start more even while every send waits.
-            done, _ = wait(in_flight,
-                           timeout=0.05 if self._limiter or self._held() else None,
-                           return_when=FIRST_COMPLETED)
+            # With a rate limit, a hold or a refill to retry, wake up to start more even while
+            # every send waits.
+            timeout = 0.05 if self._limiter or self._held() else None
+            if more is not None and len(in_flight) < self.window:
+                timeout = min(timeout or REFILL_POLL, max(0.0, next_refill - time.monotonic()))
+            done, _ = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
             if not done:
                 continue
             group = [(in_flight.pop(future), future.result()) for future in done]

@@ -175,6 +175,9 @@ NOTIFY = {
     "PROVIDER_RATE_PER_SECOND": env_float("NOTIFY_PROVIDER_RATE_PER_SECOND", 0.0, minimum=0),
     # A drain task stops claiming after this long so it ends well inside the django-q2 timeout.
     "DRAIN_BUDGET_SECONDS": env_float("NOTIFY_DRAIN_BUDGET_SECONDS", 20.0, minimum=0),
+    # A drain with nothing due stays this long, looking every 50 ms, before it ends: mail that
+    # arrives meanwhile goes out over its open connections instead of waiting for a new drain.
+    "DRAIN_IDLE_SECONDS": env_float("NOTIFY_DRAIN_IDLE_SECONDS", 1.0, minimum=0),
     # A claimed message whose worker died is requeued by the sweeper after this long.
     "LEASE_SECONDS": env_int("NOTIFY_LEASE_SECONDS", 120, minimum=1),
     # Exponential backoff with full jitter: uniform(0, min(cap, base * 2 ** (attempt - 1))).

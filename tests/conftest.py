@@ -18,6 +18,13 @@ def _fresh_lookups() -> None:
     senders._windows.clear()  # each test's first drain starts cold (one send in flight)
 
 
+@pytest.fixture(autouse=True)
+def _drains_end_when_idle(settings: Any) -> None:
+    """In-process drains return as soon as nothing is due (in production an idle drain waits
+    NOTIFY_DRAIN_IDLE_SECONDS for new mail); tests of that lingering set it themselves."""
+    settings.NOTIFY = {**settings.NOTIFY, "DRAIN_IDLE_SECONDS": 0.0}
+
+
 @pytest.fixture
 def demo(db: Any) -> None:
     """The four demo event types with their templates."""

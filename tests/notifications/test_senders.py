@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
-from django.core.mail import get_connection
+from django.core.mail import EmailMessage, get_connection
 
 from notifications import senders
 from notifications.senders import Sender
@@ -45,3 +46,46 @@ def test_the_warm_window_never_exceeds_the_concurrency() -> None:
     first.close()
 
     assert sender(concurrency=4).window == 4
+
+
+class SlowBackend:
+    """Sends take as long as the email's subject says (seconds); records when each started."""
+
+    started: dict[str, float] = {}
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def send_messages(self, emails: list[Any]) -> int:
+        for email in emails:
+            SlowBackend.started[email.subject] = time.monotonic()
+            time.sleep(float(email.subject.split(":")[1]))
+        return len(emails)
+
+
+def test_mail_due_while_a_slow_send_is_in_flight_goes_out_without_waiting_for_it() -> None:
+    """A drain whose refill came back empty asks again every REFILL_POLL while it has sends in
+    flight: a message that arrives meanwhile does not wait for the slowest of them."""
+    SlowBackend.started.clear()
+
+    class Row:
+        pk = 1
+
+    arrives = time.monotonic() + 0.2
+    batches = [[(Row(), "late:0")]]
+
+    def more() -> list[tuple[Any, Any]]:
+        return batches.pop() if time.monotonic() >= arrives and batches else []
+
+    def build(message: Any, content: str) -> EmailMessage:
+        return EmailMessage(subject=content, to=["a@example.com"])
+
+    items: list[tuple[Any, Any]] = [(Row(), "slow:1.5")]
+    with Sender(concurrency=4, message_id=str, name="slow", connect=SlowBackend) as s:
+        s.window = 4  # as after a few successes: there is room for the late one
+        t0 = time.monotonic()
+        list(s.stream(items, build, lambda: True, more))
+
+    assert SlowBackend.started["late:0"] - arrives < 0.1
+    assert time.monotonic() - t0 >= 1.5  # the slow one was still in flight meanwhile
