@@ -7,8 +7,13 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self) -> None:
+        import os
+        import sys
+
         from notifications import checks, lookups, receivers, schedules  # noqa: F401 (checks)
+        from notifications.priority import apply_lane_priority
 
         lookups.connect()
         receivers.connect()
+        apply_lane_priority(sys.argv, os.environ)
         post_migrate.connect(schedules.ensure_schedules, sender=self)

@@ -178,6 +178,12 @@ NOTIFY = {
     # A drain with nothing due stays this long, looking every 50 ms, before it ends: mail that
     # arrives meanwhile goes out over its open connections instead of waiting for a new drain.
     "DRAIN_IDLE_SECONDS": env_float("NOTIFY_DRAIN_IDLE_SECONDS", 1.0, minimum=0),
+    # CPU priority of each lane's qcluster processes (added niceness; notifications/priority.py):
+    # bulk yields the CPU to the transactional lane when both want it.
+    "LANE_NICE": {
+        "transactional": env_int("NOTIFY_NICE_TRANSACTIONAL", 0, minimum=-20),
+        "bulk": env_int("NOTIFY_NICE_BULK", 10, minimum=-20),
+    },
     # A claimed message whose worker died is requeued by the sweeper after this long.
     "LEASE_SECONDS": env_int("NOTIFY_LEASE_SECONDS", 120, minimum=1),
     # Exponential backoff with full jitter: uniform(0, min(cap, base * 2 ** (attempt - 1))).

@@ -4,6 +4,7 @@ a 429 that pauses every worker for its Retry-After."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from typing import Any
@@ -69,8 +70,7 @@ def test_a_429_with_retry_after_pauses_every_worker(own_clusters: Any) -> None:
                "ANYMAIL_POSTMARK_API_URL": fake.url, "NOTIFY_SEND_CONCURRENCY": "4",
                "NOTIFY_BATCH_SIZE": "25", "Q_WORKERS_BULK": "2"}
         fake.script("r300@example.com", ["429:2"])
-        for _ in range(2):
-            own_clusters("bulk", env)
+        clusters = [own_clusters("bulk", env) for _ in range(2)]
         results = notify_many([{"event": "marketing.newsletter", "to": f"r{i}@example.com",
                                 "data": {"headline": "h", "body": "b"}} for i in range(800)])
         pks = [q.message.pk for q in results]
@@ -87,3 +87,6 @@ def test_a_429_with_retry_after_pauses_every_worker(own_clusters: Any) -> None:
                  if answered + 0.5 + 0.3 <= r.time < answered + 2 - 0.05]
         assert quiet == [], [(round(r.time - answered, 2), r.recipient) for r in quiet]
         assert any(r.time >= answered + 2 for r in fake.requests)  # and then they went on
+        # The bulk lane's processes yield the CPU (NOTIFY_NICE_BULK, 10 by default).
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert {os.getpriority(os.PRIO_PROCESS, c.proc.pid) for c in clusters} == {ours + 10}
