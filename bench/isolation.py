@@ -104,8 +104,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="before each phase wait until other processes use less than this (0.25)")
     p.add_argument("--quiet-timeout", type=float, default=120.0,
                    help="longest wait for a quiet machine per phase, s (120)")
-    p.add_argument("--bulk-nice", type=int, default=0,
-                   help="experiment, not a default: run the bulk cluster under `nice -n N` (0)")
+    p.add_argument("--fake-nice", type=int, default=0,
+                   help="experiment: the fake Postmark's niceness (0); a negative value stands "
+                        "for a provider with CPUs of its own (needs root)")
     p.add_argument("--keep-db", action="store_true")
     return p.parse_args(argv)
 
@@ -347,17 +348,6 @@ class HealthPoller:
                                  "ms": (time.time() - started) * 1000, "body": body})
             n += 1
             self._stop.wait(max(0.0, t0 + n * self.interval - time.monotonic()))
-
-
-class NicedCluster(Cluster):
-    """A cluster started under `nice -n N` (its forked workers and send threads inherit it)."""
-
-    def __init__(self, env: dict[str, str], log_path: Path, nice: int) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(["nice", "-n", str(nice), PY, "manage.py", "qcluster"],
-                                     cwd=ROOT, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def wait_quiet(args: argparse.Namespace) -> float:
@@ -775,7 +765,9 @@ def report(args: argparse.Namespace, solo_tx: dict, solo_bulk: dict, burst: dict
         f"Lane isolation, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, PostgreSQL; gunicorn {args.web_workers} workers; "
         f"one qcluster per lane with the project's defaults ({LANE_WORKERS} workers each, "
-        f"NOTIFY_SEND_CONCURRENCY {concurrency}); Anymail Postmark backend -> fake Postmark at "
+        f"NOTIFY_SEND_CONCURRENCY {concurrency}, the bulk cluster at niceness "
+        f"{os.environ.get('NOTIFY_NICE_BULK', '10')} (NOTIFY_NICE_BULK)); "
+        f"Anymail Postmark backend -> fake Postmark at "
         f"{args.latency * 1000:.0f} ms. Transactional: {args.rate:g} {args.event}/s via "
         f"POST /api/v1/events/ ({args.solo_seconds:g} s alone); bulk: {args.bulk:,} "
         f"marketing.newsletter via POST /api/v1/events/batch/ ({args.batch_size} per request).",
@@ -808,7 +800,7 @@ def report(args: argparse.Namespace, solo_tx: dict, solo_bulk: dict, burst: dict
         f"- load average: before {loads['before']}; after {loads['after']}; cores busy "
         f"elsewhere just before each phase: {solo_tx['quiet_before']} / "
         f"{solo_bulk['quiet_before']} / {burst['quiet_before']}"
-        + (f"; EXPERIMENT: bulk cluster under nice -n {args.bulk_nice}" if args.bulk_nice
+        + (f"; EXPERIMENT: the fake Postmark at nice {args.fake_nice}" if args.fake_nice
            else ""),
     ]
     return "\n".join(lines), ok_p99 and ok_share and sane
@@ -830,6 +822,8 @@ def main(argv: list[str] | None = None) -> int:
     admin_sql(f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)')
     admin_sql(f'CREATE DATABASE "{args.db_name}"')
     fake = Fake(args.latency, work / "fake.log")
+    if args.fake_nice:  # before any connection: its handler threads inherit the main thread's
+        os.setpriority(os.PRIO_PROCESS, fake.proc.pid, args.fake_nice)
     server = None
     clusters: list[Cluster] = []
     try:
@@ -848,8 +842,7 @@ def main(argv: list[str] | None = None) -> int:
         clusters.append(Cluster({**env, "Q_CLUSTER_NAME": "transactional"},
                                 work / "qcluster-transactional.log"))
         bulk_env, bulk_log = {**env, "Q_CLUSTER_NAME": "bulk"}, work / "qcluster-bulk.log"
-        clusters.append(NicedCluster(bulk_env, bulk_log, args.bulk_nice) if args.bulk_nice
-                        else Cluster(bulk_env, bulk_log))
+        clusters.append(Cluster(bulk_env, bulk_log))
         for cluster in clusters:
             cluster.wait_running(LANE_WORKERS)
         log(f"gunicorn on port {server.port}, clusters up, fake Postmark at {fake.url}")
