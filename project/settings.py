@@ -175,7 +175,7 @@ NOTIFY = {
     "PROVIDER_RATE_PER_SECOND": env_float("NOTIFY_PROVIDER_RATE_PER_SECOND", 0.0, minimum=0),
     # A drain task stops claiming after this long so it ends well inside the django-q2 timeout.
     "DRAIN_BUDGET_SECONDS": env_float("NOTIFY_DRAIN_BUDGET_SECONDS", 20.0, minimum=0),
-    # A drain with nothing due stays this long, looking every 50 ms, before it ends: mail that
+    # A drain with nothing due stays this long, looking every 25 ms, before it ends: mail that
     # arrives meanwhile goes out over its open connections instead of waiting for a new drain.
     "DRAIN_IDLE_SECONDS": env_float("NOTIFY_DRAIN_IDLE_SECONDS", 1.0, minimum=0),
     # CPU priority of each lane's qcluster processes (added niceness; notifications/priority.py):
