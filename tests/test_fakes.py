@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import smtplib
 import socket
+import subprocess
+import sys
 import time
+from collections import Counter
 
 import pytest
 import requests
@@ -24,6 +27,8 @@ from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.test import override_settings
 
 from tests.fakes import FakePostmark, FakeSMTP
+from tests.fakes._common import free_port
+from tests.fakes.postmark import FaultMix, parse_faults
 
 POSTMARK_BACKEND = "anymail.backends.postmark.EmailBackend"
 TOKEN = "test-token"
@@ -326,6 +331,131 @@ def test_wait_for_returns_last_value(postmark):
     started = time.monotonic()
     assert postmark.wait_for(lambda: [], timeout=0.1) == []
     assert time.monotonic() - started >= 0.1
+
+
+def test_fault_mix_draws_each_mode_at_its_rate_the_same_way_for_a_seed():
+    mix = {"503": 0.20, "429:1": 0.05, "hang:2": 0.05, "reset": 0.02, "slow:0.8": 0.10}
+    recipients = [f"r{i}@example.com" for i in range(4000)]
+    drawn = [FaultMix(mix, seed=1).draw(r) for r in recipients]
+
+    counts = Counter(drawn)
+    for mode, share in mix.items():  # 4,000 draws: within 4 standard deviations of the share
+        assert abs(counts[mode] / 4000 - share) < 4 * (share * (1 - share) / 4000) ** 0.5
+    assert abs(counts[None] / 4000 - 0.58) < 0.04  # the rest: the default mode
+    # A recipient's n-th draw depends on the seed, the recipient and n, not on the order the
+    # draws come in (concurrent requests arrive in any order).
+    again = FaultMix(mix, seed=1)
+    assert [again.draw(r) for r in reversed(recipients)] == list(reversed(drawn))
+    assert [FaultMix(mix, seed=2).draw(r) for r in recipients] != drawn
+    one = FaultMix({"503": 0.5}, seed=1)
+    assert {one.draw("a@example.com") for _ in range(40)} == {"503", None}  # per try, too
+
+
+@pytest.mark.parametrize("mix", [{"503": 0.7, "reset": 0.4}, {"503": -0.1}, {"bogus": 0.1}])
+def test_fault_mix_refuses_a_bad_mix(mix):
+    with pytest.raises(ValueError):
+        FaultMix(mix)
+
+
+def test_parse_faults():
+    assert parse_faults("503=0.2, 429:1=0.05,hang:2=0.05,slow:0.8=0.1,") == {
+        "503": 0.2, "429:1": 0.05, "hang:2": 0.05, "slow:0.8": 0.1}
+    with pytest.raises(ValueError):
+        parse_faults("503")
+
+
+def test_postmark_faults_apply_when_no_script_does(postmark):
+    postmark.set_faults({"503": 1.0}, seed=3)
+    postmark.script("a@example.com", ["200"])
+    send_postmark(make_message("a@example.com"))  # the script first
+    with pytest.raises(AnymailRequestsAPIError) as info:
+        send_postmark(make_message("a@example.com"))
+    assert info.value.status_code == 503
+    assert [r.mode for r in postmark.requests] == ["200", "503"]
+    assert postmark.faults == {"503": 1.0}
+
+    postmark.set_faults(None)
+    send_postmark(make_message("a@example.com"))
+    assert postmark.requests[-1].accepted
+
+
+def test_postmark_slow_answers_200_late_and_counts_as_accepted(postmark):
+    postmark.script("a@example.com", ["slow:0.3", "slow:1.5"])
+    started = time.monotonic()
+    msg = make_message("a@example.com", message_id="<s@test.example>")
+    assert send_postmark(msg) == 1
+    assert time.monotonic() - started >= 0.3
+    assert msg.anymail_status.status == {"sent"}
+
+    # The client (timeout 1 s) gives up first, but the provider took the message:
+    # accepted-then-timeout.
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        send_postmark(make_message("a@example.com", message_id="<s@test.example>"))
+    assert postmark.wait_for(lambda: len(postmark.accepted) == 2, timeout=3)
+    assert [r.mode for r in postmark.accepted] == ["slow:0.3", "slow:1.5"]
+    assert postmark.count_delivered_by_message_id() == {"<s@test.example>": 2}
+
+
+def test_postmark_permanent_domain_is_always_422(postmark):
+    postmark.permanent_domains = {"invalid.example"}
+    postmark.set_faults({"503": 1.0})
+    for _ in range(3):
+        with pytest.raises(AnymailRecipientsRefused):
+            send_postmark(make_message("Bad <Someone@Invalid.Example>"))
+    assert [r.mode for r in postmark.requests] == ["422"] * 3
+    # A script or a global mode still decides first.
+    postmark.script("x@invalid.example", ["200"])
+    send_postmark(make_message("x@invalid.example"))
+    postmark.set_global_mode("500")
+    with pytest.raises(AnymailRequestsAPIError) as info:
+        send_postmark(make_message("x@invalid.example"))
+    assert info.value.status_code == 500
+
+    postmark.reset()
+    assert postmark.permanent_domains == set() and postmark.faults == {}
+
+
+def test_postmark_mode_endpoint_takes_the_provider_down_and_back(postmark):
+    answer = requests.post(f"{postmark.url}_fake/mode", json={"mode": "503"}, timeout=5)
+    assert answer.status_code == 200 and answer.json() == {"mode": "503"}
+    with pytest.raises(AnymailRequestsAPIError) as info:
+        send_postmark(make_message("a@example.com"))
+    assert info.value.status_code == 503
+
+    answer = requests.post(f"{postmark.url}_fake/mode", json={"mode": None}, timeout=5)
+    assert answer.json() == {"mode": None}
+    send_postmark(make_message("a@example.com"))
+    for bad in ({"mode": "bogus"}, {}, ["503"]):
+        answer = requests.post(f"{postmark.url}_fake/mode", json=bad, timeout=5)
+        assert answer.status_code == 400
+    assert [r.mode for r in postmark.requests] == ["503", "200"]
+
+
+def test_postmark_command_line_serves_faults_and_permanent_domains():
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.postmark", "--port", str(port), "--token", TOKEN,
+         "--faults", "503=1.0", "--seed", "1", "--permanent-domain", "invalid.example"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == f"listening http://127.0.0.1:{port}/"
+        url = f"http://127.0.0.1:{port}/"
+        with override_settings(ANYMAIL={"POSTMARK_SERVER_TOKEN": TOKEN,
+                                        "POSTMARK_API_URL": url, "REQUESTS_TIMEOUT": 5}):
+            with pytest.raises(AnymailRecipientsRefused):
+                send_postmark(make_message("a@invalid.example"))
+            with pytest.raises(AnymailRequestsAPIError) as info:
+                send_postmark(make_message("a@example.com"))
+            assert info.value.status_code == 503
+        stats = requests.get(f"{url}_fake/stats", timeout=5).json()
+        assert stats["modes"] == {"422": 1, "503": 1}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    bad = subprocess.run(
+        [sys.executable, "-m", "tests.fakes.postmark", "--faults", "503=0.7,reset=0.4"],
+        capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "more than 1" in bad.stderr
 
 
 # -- FakeSMTP -------------------------------------------------------------------------

@@ -85,6 +85,12 @@ class ModeScripts:
             return list(self._scripts.get(addr_spec(address), []))
 
     def next_mode(self, address: str) -> str:
+        mode = self.next_scripted(address)
+        return self.default_mode if mode is None else mode
+
+    def next_scripted(self, address: str) -> str | None:
+        """The global mode, else the next scripted mode for `address` (consumed), else None:
+        a fake with rules of its own (a fault mix) applies them only when this is None."""
         key = addr_spec(address)
         with self._lock:
             if self.global_mode is not None:
@@ -92,7 +98,7 @@ class ModeScripts:
             queue = self._scripts.get(key)
             if queue:
                 return queue.pop(0)
-            return self.default_mode
+            return None
 
     def reset(self) -> None:
         with self._lock:

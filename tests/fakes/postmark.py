@@ -29,6 +29,18 @@ Each message for that recipient consumes the next mode; when the script is exhau
 ``fake.default_mode`` (initially ``"200"``) applies. ``fake.set_global_mode(mode)``
 overrides everything (scripts are not consumed while it is set; ``None`` clears it).
 
+Faults for load and chaos runs, applied to messages no global mode or script decides, in this
+order:
+
+* ``fake.permanent_domains`` (a set of lower-case domains): a recipient in one of them is always
+  answered ``"422"`` (an address that can never be delivered).
+* ``fake.set_faults({"503": 0.20, "429:1": 0.05, "hang:2": 0.05, "reset": 0.02,
+  "slow:0.8": 0.10}, seed=1)``: each message draws its mode from that mix (the rest of the
+  probability is ``default_mode``). The draw for the n-th such message to one recipient comes
+  from ``Random(f"{seed}:{recipient}:{n}")``, so the same seed gives each message the same
+  faults on the same tries whatever order concurrent requests arrive in. ``set_faults(None)``
+  clears the mix.
+
 Modes and what anymail 15.2 does with them (verified in ``tests/test_fakes.py``):
 
 ``"200"``
@@ -69,6 +81,10 @@ Modes and what anymail 15.2 does with them (verified in ``tests/test_fakes.py``)
     ``anymail.exceptions.AnymailRequestsAPIError`` and ``requests.exceptions.ReadTimeout``;
     ``exc.__cause__`` is the ``requests.exceptions.ReadTimeout``; ``exc.response`` and
     ``exc.status_code`` are ``None``.
+``"slow:<seconds>"``
+    Answer 200 as ``"200"`` does, after that extra delay (on top of ``latency``). Counted as
+    *accepted* either way: a client whose timeout is shorter gives up although the provider took
+    the message (accepted-then-timeout, like a ``hang`` that finishes).
 ``"reset"``
     Read the whole request, then close the socket with ``SO_LINGER`` 0 (TCP RST, no
     response). anymail raises the dynamic ``AnymailRequestsAPIError`` subclassing
@@ -82,23 +98,27 @@ Modes and what anymail 15.2 does with them (verified in ``tests/test_fakes.py``)
 ``{"requests", "accepted", "delivered", "max_accepted_per_message_id"}`` for a fake running in
 another process (``python -m tests.fakes.postmark --port N --latency 0.1``), and
 ``GET /_fake/log?since=<seq>`` one entry per message received (seq, time, recipient, mode,
-message_id, notification_id, status, accepted, delivered).
+message_id, notification_id, status, accepted, delivered). ``POST /_fake/mode`` with
+``{"mode": "503"}`` sets the global mode (an outage) and ``{"mode": null}`` clears it. The command
+line takes the faults too: ``--faults "503=0.2,429:1=0.05,hang:2=0.05,reset=0.02,slow:0.8=0.1"
+--seed 1 --permanent-domain invalid.example``.
 
 Records (thread-safe snapshots): ``fake.requests`` (one :class:`PostmarkRequest` per
-message, so a batch call gives several), ``fake.accepted`` (answered 200 in mode "200"),
-``fake.delivered`` (accepted + completed hangs: what Postmark would actually send).
+message, so a batch call gives several), ``fake.accepted`` (answered 200 in mode "200" or
+"slow:<s>"), ``fake.delivered`` (accepted + completed hangs: what Postmark would actually send).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import socket
 import struct
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import getaddresses
@@ -107,7 +127,7 @@ from typing import Any
 
 from ._common import ModeScripts, Scripted, addr_spec, parse_seconds, wait_for
 
-__all__ = ["FakePostmark", "PostmarkRequest"]
+__all__ = ["FakePostmark", "FaultMix", "PostmarkRequest", "parse_faults"]
 
 SINGLE_ENDPOINTS = {"/email", "/email/withtemplate"}
 BATCH_ENDPOINTS = {"/email/batch", "/email/batchwithtemplates"}
@@ -126,8 +146,8 @@ def validate_mode(mode: str) -> str:
     mode = str(mode).strip()
     if mode == "reset" or mode in MESSAGE_LEVEL_MODES or mode == "429":
         return mode
-    if mode.startswith("hang:"):
-        parse_seconds(mode, "hang")
+    if mode.startswith(("hang:", "slow:")):
+        parse_seconds(mode, mode.partition(":")[0])
         return mode
     if mode.startswith("429:"):
         parse_seconds(mode, "429")
@@ -136,8 +156,47 @@ def validate_mode(mode: str) -> str:
         return mode
     raise ValueError(
         f"unknown FakePostmark mode {mode!r}; use 200, 422, 406, 401, 500, 503, <code>, "
-        "429, 429:<s>, hang:<s>, reset"
+        "429, 429:<s>, hang:<s>, slow:<s>, reset"
     )
+
+
+def parse_faults(text: str) -> dict[str, float]:
+    """``"503=0.2,429:1=0.05,reset=0.02"`` -> ``{"503": 0.2, "429:1": 0.05, "reset": 0.02}``."""
+    mix: dict[str, float] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        mode, sep, share = part.rpartition("=")
+        if not sep:
+            raise ValueError(f"fault {part!r} must look like <mode>=<probability>")
+        mix[mode.strip()] = float(share)
+    return mix
+
+
+class FaultMix:
+    """A seeded random mix of modes; see the module docstring."""
+
+    def __init__(self, mix: Mapping[str, float], seed: int = 0) -> None:
+        self.mix = {validate_mode(mode): float(share) for mode, share in mix.items()}
+        if any(not 0 <= share <= 1 for share in self.mix.values()):
+            raise ValueError(f"fault probabilities must be within [0, 1]: {dict(mix)}")
+        if sum(self.mix.values()) > 1 + 1e-9:
+            raise ValueError(f"fault probabilities add up to more than 1: {dict(mix)}")
+        self.seed = seed
+        self._drawn: Counter[str] = Counter()  # messages drawn for, per recipient
+        self._lock = threading.Lock()
+
+    def draw(self, recipient: str) -> str | None:
+        """The mode of the next message to `recipient`, None for the default mode."""
+        with self._lock:
+            n = self._drawn[recipient]
+            self._drawn[recipient] += 1
+        x = random.Random(f"{self.seed}:{recipient}:{n}").random()
+        for mode, share in self.mix.items():
+            if x < share:
+                return mode
+            x -= share
+        return None
 
 
 @dataclass
@@ -165,8 +224,10 @@ class PostmarkRequest:
 
     @property
     def accepted(self) -> bool:
-        """Answered 200/ErrorCode 0 in normal mode: the client was told it was sent."""
-        return self.mode == "200" and self.status == 200 and self.error_code == 0
+        """Answered 200/ErrorCode 0 in normal (or slow) mode: the provider took it and said so,
+        whether or not the client waited for the answer."""
+        return ((self.mode == "200" or self.mode.startswith("slow:"))
+                and self.status == 200 and self.error_code == 0)
 
     @property
     def delivered(self) -> bool:
@@ -208,6 +269,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         fake = self.server.fake
+        if self.path.split("?", 1)[0].rstrip("/") == "/_fake/mode":
+            fake._control_mode(self)
+            return
         fake._count_in_flight(+1)
         try:
             fake._handle(self)
@@ -235,7 +299,8 @@ class FakePostmark(Scripted):
     ``remaining(addr)``, ``set_global_mode(mode | None)``, ``reset()``, ``requests``,
     ``accepted``, ``delivered``, ``requests_for(addr)``, ``accepted_for(addr)``,
     ``delivered_for(addr)``, ``count_accepted_by_message_id()``,
-    ``count_delivered_by_message_id()``, ``wait_for(predicate, timeout)``.
+    ``count_delivered_by_message_id()``, ``wait_for(predicate, timeout)``,
+    ``permanent_domains`` (a set), ``set_faults(mix | None, seed)``, ``faults``.
     """
 
     def __init__(self, server_token: str = "test-server-token", host: str = "127.0.0.1"):
@@ -246,6 +311,8 @@ class FakePostmark(Scripted):
         self.in_flight = 0  # requests being handled now
         self.max_in_flight = 0  # the most handled at once since start (or reset)
         self.connections_opened = 0  # TCP connections accepted since start (or reset)
+        self.permanent_domains: set[str] = set()  # recipients there are always answered 422
+        self._faults: FaultMix | None = None
         self._scripts = ModeScripts("200", validate_mode)
         self._lock = threading.Lock()
         self._records: list[PostmarkRequest] = []
@@ -306,6 +373,32 @@ class FakePostmark(Scripted):
 
     # -- scripting (shared API: see _common.Scripted) --------------------------------
 
+    def set_faults(self, mix: Mapping[str, float] | None, seed: int = 0) -> None:
+        """A seeded random mix of modes for messages nothing else decides (None clears it)."""
+        self._faults = FaultMix(mix, seed) if mix else None
+
+    @property
+    def faults(self) -> dict[str, float]:
+        return dict(self._faults.mix) if self._faults is not None else {}
+
+    def reset(self) -> None:
+        """Forget scripts, global and default mode, faults, permanent domains and records."""
+        self._faults = None
+        self.permanent_domains = set()
+        super().reset()
+
+    def _next_mode(self, recipient: str) -> str:
+        """Global mode, then the recipient's script, then a permanent domain, then the fault
+        mix, then the default mode."""
+        mode = self._scripts.next_scripted(recipient)
+        if mode is not None:
+            return mode
+        if recipient.rpartition("@")[2] in {d.lower() for d in self.permanent_domains}:
+            return "422"
+        faults = self._faults
+        drawn = faults.draw(recipient) if faults is not None else None
+        return drawn if drawn is not None else self._scripts.default_mode
+
     def _clear_records(self) -> None:
         with self._lock:
             self._records.clear()
@@ -350,7 +443,8 @@ class FakePostmark(Scripted):
         return {"requests": len(requests), "accepted": sum(accepted.values()),
                 "delivered": sum(1 for r in requests if r.delivered),
                 "max_accepted_per_message_id": max(accepted.values(), default=0),
-                "max_in_flight": self.max_in_flight}
+                "max_in_flight": self.max_in_flight,
+                "modes": dict(Counter(r.mode for r in requests))}
 
     def log(self, since: int = 0) -> list[dict[str, Any]]:
         """One entry per message received after `since` (a seq), for a fake in another process:
@@ -368,6 +462,18 @@ class FakePostmark(Scripted):
         return wait_for(predicate, timeout, interval)
 
     # -- request handling -----------------------------------------------------------
+
+    def _control_mode(self, handler: _Handler) -> None:
+        """POST /_fake/mode {"mode": "503" | null}: an outage for a fake in another process."""
+        length = int(handler.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(handler.rfile.read(length) or b"null")
+            mode = body["mode"]
+            self.set_global_mode(None if mode is None else str(mode))
+        except (ValueError, TypeError, KeyError) as exc:
+            self._send_json(handler, 400, {"ErrorCode": 400, "Message": f"bad mode: {exc}"})
+            return
+        self._send_json(handler, 200, {"mode": self._scripts.global_mode})
 
     def _count_in_flight(self, delta: int) -> None:
         with self._lock:
@@ -455,7 +561,7 @@ class FakePostmark(Scripted):
         recs: list[PostmarkRequest] = []
         for msg in messages:
             recipient, to = self._message_recipients(msg)
-            mode = self._scripts.next_mode(recipient) if token_ok else "bad-token"
+            mode = self._next_mode(recipient) if token_ok else "bad-token"
             msg_headers = {
                 str(h.get("Name")): str(h.get("Value"))
                 for h in msg.get("Headers") or []
@@ -500,6 +606,13 @@ class FakePostmark(Scripted):
                 handler.close_connection = True
                 return
             handler.close_connection = True
+            self._answer_messages(handler, path, recs, status_override=200)
+        elif request_mode.startswith("slow:"):
+            self._stopping.wait(parse_seconds(request_mode, "slow"))
+            if self._stopping.is_set():
+                self._update(recs, write_ok=False)
+                handler.close_connection = True
+                return
             self._answer_messages(handler, path, recs, status_override=200)
         else:
             if request_mode.startswith("429"):
@@ -590,9 +703,19 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument("--token", default="test-server-token")
+    parser.add_argument("--faults", default="",
+                        help='a mix of modes, e.g. "503=0.2,429:1=0.05,hang:2=0.05,reset=0.02"')
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fault mix")
+    parser.add_argument("--permanent-domain", action="append", default=[],
+                        help="recipients in this domain are always answered 422 (repeatable)")
     args = parser.parse_args()
     fake = FakePostmark(server_token=args.token)
     fake.latency = args.latency
+    try:
+        fake.set_faults(parse_faults(args.faults), seed=args.seed)
+    except ValueError as exc:
+        parser.error(str(exc))
+    fake.permanent_domains = {d.lower() for d in args.permanent_domain}
     server = _Server((fake.host, args.port), _Handler)
     server.fake = fake
     fake._server, fake.port = server, server.server_address[1]
