@@ -289,8 +289,9 @@ def audit(pks: list[int], log: Iterable[dict[str, Any]], *, kills: list[Kill],
     status: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
     pairs_seen: Counter[str] = Counter()  # "mode -> outcome"
-    dup_timeout = dup_kill = unrecorded = dead_but_delivered = 0
+    dup_timeout = dup_kill = unrecorded = dead_but_delivered = dead_after_lease_expiry = 0
     max_delivered = 0
+    retry_gaps: list[float] = []  # one try to the next, no lease expiry between
     for pk in pks:
         m = messages.get(pk)
         if m is None:
@@ -337,9 +338,11 @@ def audit(pks: list[int], log: Iterable[dict[str, Any]], *, kills: list[Kill],
         i = 0
         lost: list[dict[str, Any]] = []
         timeout_dups = 0
+        previous: dict[str, Any] | None = None  # the last paired request, None after a loss
         for row in mine:
             start = row.started_at.timestamp()
             if row.outcome == Outcome.LEASE_EXPIRED:
+                previous = None
                 if first_kill is None or start < first_kill:
                     failures.append(f"{where}: a lease expired with no worker killed before "
                                     f"(attempt {row.number})")
@@ -365,6 +368,9 @@ def audit(pks: list[int], log: Iterable[dict[str, Any]], *, kills: list[Kill],
                 continue
             req = reqs[i]
             i += 1
+            if previous is not None:
+                retry_gaps.append(req["time"] - previous["time"])
+            previous = req
             pairs_seen[f"{req['mode']} -> {row.outcome}"] += 1
             agrees = {
                 Outcome.SENT: req["delivered"] and req["status"] == 200,
@@ -383,6 +389,15 @@ def audit(pks: list[int], log: Iterable[dict[str, Any]], *, kills: list[Kill],
             failures.append(f"{where}: request {req['seq']} ({req['mode']}) has no attempt row "
                             "and no lease expiry after it")
 
+        # Retry-After is honoured: the next try of a message answered 429:<s> comes s later.
+        for before, after in zip(reqs, reqs[1:], strict=False):
+            waited = after["time"] - before["time"]
+            if before["mode"].startswith("429:"):
+                asked = float(before["mode"].partition(":")[2])
+                if waited < asked:
+                    failures.append(f"{where}: tried again {waited:.2f}s after a 429 asking "
+                                    f"for {asked:g}s")
+
         # What the provider took, and why more than once.
         delivered = sum(bool(e["delivered"]) for e in reqs)
         kill_dups = sum(bool(e["delivered"]) for e in lost)
@@ -391,6 +406,8 @@ def audit(pks: list[int], log: Iterable[dict[str, Any]], *, kills: list[Kill],
         dup_timeout += timeout_dups
         dup_kill += kill_dups
         dead_but_delivered += m.status == "dead" and delivered > 0
+        dead_after_lease_expiry += m.dead_reason == "max_attempts" and any(
+            row.outcome == Outcome.LEASE_EXPIRED for row in mine)
         if delivered != (m.status == "sent") + timeout_dups + kill_dups:
             failures.append(f"{where}: the provider took it {delivered} times: "
                             f"{timeout_dups} after a timeout, {kill_dups} lost to a kill")
@@ -436,7 +453,10 @@ def audit(pks: list[int], log: Iterable[dict[str, Any]], *, kills: list[Kill],
         "duplicates_accepted_then_timeout": dup_timeout,
         "duplicates_lost_to_kills": dup_kill,
         "max_delivered_per_message": max_delivered,
+        "longest_wait_between_tries_s": round(max(retry_gaps, default=0.0), 1),
+        "waits_between_tries_over_10s": sum(gap > 10 for gap in retry_gaps),
         "dead_but_delivered": dead_but_delivered,
+        "dead_max_attempts_with_a_lease_expiry": dead_after_lease_expiry,
     }
     if len(failures) > MAX_FAILURES_LISTED:
         more = len(failures) - MAX_FAILURES_LISTED
