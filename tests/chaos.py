@@ -245,6 +245,7 @@ class Audit:
         return {"ok": self.ok, "figures": self.figures, "failures": self.failures}
 
 
+TRIES = ("sent", "transient", "permanent", "unknown")  # attempt outcomes of a real try
 # How far a provider's receipt time may fall outside its attempt's [start, start + duration]
 # (the same clock: the fake and the workers run on this machine).
 PAIR_TOLERANCE = 1.0
@@ -267,12 +268,12 @@ def audit(pks: list[int], log: Iterable[dict[str, Any]], *, kills: list[Kill],
     wanted = set(pks)
     lo, hi = min(pks), max(pks)
     messages = {m.pk: m for m in Message.objects.filter(pk__gte=lo, pk__lte=hi).only(
-        "id", "lane", "status", "dead_reason", "attempts", "max_attempts", "to_email")
-        if m.pk in wanted}
+        "id", "lane", "status", "dead_reason", "attempts", "max_attempts", "to_email",
+        "provider") if m.pk in wanted}
     rows: dict[int, list[Any]] = defaultdict(list)
     for row in DeliveryAttempt.objects.filter(message_id__gte=lo, message_id__lte=hi).only(
             "id", "message_id", "number", "outcome", "error_code", "started_at",
-            "duration_ms").order_by("id"):
+            "duration_ms", "provider").order_by("id"):
         if row.message_id in wanted:
             rows[row.message_id].append(row)
     requests: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -328,6 +329,17 @@ def audit(pks: list[int], log: Iterable[dict[str, Any]], *, kills: list[Kill],
                             f"{mine[-1].outcome if mine else None}")
         if m.status == "dead" and sent_rows:
             failures.append(f"{where}: dead with a sent attempt")
+        if m.status == "sent" and sent_rows and m.provider != sent_rows[0].provider:
+            failures.append(f"{where}: sent through {sent_rows[0].provider!r}, the message "
+                            f"says {m.provider!r}")
+        # After an unknown outcome a message is pinned: only that provider may try it again.
+        tries = [row for row in mine if row.outcome in TRIES]
+        for earlier, later in zip(tries, tries[1:], strict=False):
+            if earlier.outcome == Outcome.UNKNOWN and later.provider != earlier.provider:
+                failures.append(f"{where}: tried on {later.provider!r} after an unknown "
+                                f"outcome on {earlier.provider!r}")
+        if any(not row.provider for row in tries):
+            failures.append(f"{where}: a try that names no provider")
 
         # Every request carries the message's stable Message-ID.
         mid = message_id_for(pk)

@@ -39,15 +39,15 @@ SETTLE_SECONDS = 90
 
 
 def test_under_faults_and_a_killed_worker_every_message_is_sent_or_dead_and_accounted_for(
-    start_cluster: Any,
+    own_clusters: Any,
 ) -> None:
     with FakePostmark(server_token=TOKEN) as fake:
         fake.latency = 0.02
         fake.set_faults(FAULTS, seed=1)
         fake.permanent_domains = {PERMANENT_DOMAIN}
         env = postmark_env(fake.url, Q_WORKERS_BULK="2", Q_WORKERS_TRANSACTIONAL="1")
-        bulk = start_cluster("bulk", env)
-        start_cluster("transactional", env)
+        bulk = own_clusters("bulk", env)
+        own_clusters("transactional", env)
         started = time.monotonic()
         pks = enqueue(chaos_events(MESSAGES, seed=1))
 
