@@ -154,6 +154,9 @@ class Fake:
     def stats(self) -> dict[str, Any]:
         return self._get("_fake/stats")
 
+    def in_flight_ports(self) -> list[int]:
+        return self.stats()["in_flight_ports"]
+
     def log(self) -> list[dict[str, Any]]:
         return self._get("_fake/log")
 
@@ -247,15 +250,18 @@ def run(args: argparse.Namespace, work: Path, stamp: str,
 
     def killed(kill: chaos.Kill) -> None:
         kills.append(kill)
-        log(f"  killed {kill.what}: {kill.connections} connections to the provider open")
+        log(f"  killed {kill.what}: {kill.in_flight} requests in flight at the provider, "
+            f"{kill.connections} connections")
 
     def kill_worker(name: str) -> None:
-        killed(chaos.kill_sending_worker(clusters[name].proc.pid, fake.port, name))
+        killed(chaos.kill_sending_worker(clusters[name].proc.pid, fake.port, name,
+                                         fake.in_flight_ports))
 
     def kill_and_restart(name: str) -> None:
         lane = name.split("-")[0]
         cluster = clusters.pop(name)
-        killed(chaos.kill_cluster(cluster.proc.pid, fake.port, name, workers[lane]))
+        killed(chaos.kill_cluster(cluster.proc.pid, fake.port, name, workers[lane],
+                                  fake.in_flight_ports))
         cluster.stop()  # reaps it
         time.sleep(3)
         start(name, lane)

@@ -123,14 +123,16 @@ class Kill:
     workers: int  # drains that may have died mid-send
     at: float  # time.time()
     connections: int  # connections to the provider the killed processes had open
+    in_flight: int  # of those, how many had a request being handled by the provider
 
     def bound(self, concurrency: int) -> int:
         return self.workers * unrecorded_bound(concurrency)
 
 
-def _provider_socket_inodes(port: int) -> set[str]:
-    """Inodes of established TCP connections to 127.0.0.1:`port` (this network namespace)."""
-    inodes = set()
+def _provider_sockets(port: int) -> dict[str, int]:
+    """inode -> local port of each established TCP connection to 127.0.0.1:`port` (this
+    network namespace)."""
+    sockets = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
@@ -140,59 +142,67 @@ def _provider_socket_inodes(port: int) -> set[str]:
         for line in lines:
             fields = line.split()
             if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
-                inodes.add(fields[9])
-    return inodes
+                sockets[fields[9]] = int(fields[1].rsplit(":", 1)[1], 16)
+    return sockets
 
 
-def provider_connections(root_pid: int, port: int) -> dict[int, int]:
-    """Processes under `root_pid` (a qcluster) with connections to the provider open, and how
-    many each: the workers that are sending right now (a drain closes its connections when it
-    ends)."""
+def provider_connections(root_pid: int, port: int) -> dict[int, set[int]]:
+    """Processes under `root_pid` (a qcluster) with connections to the provider open, and the
+    local port of each (a drain keeps its connections for its whole run)."""
     from bench import procstat
 
-    inodes = _provider_socket_inodes(port)
-    counts: dict[int, int] = {}
+    sockets = _provider_sockets(port)
+    found: dict[int, set[int]] = {}
     for pid in procstat.tree_pids(root_pid, procstat.all_stats()):
+        if pid == root_pid:
+            continue
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
         except OSError:
             continue
-        n = 0
         for fd in fds:
             try:
                 link = os.readlink(f"/proc/{pid}/fd/{fd}")
             except OSError:
                 continue
-            n += link.startswith("socket:[") and link[8:-1] in inodes
-        if n and pid != root_pid:
-            counts[pid] = n
-    return counts
+            if link.startswith("socket:[") and link[8:-1] in sockets:
+                found.setdefault(pid, set()).add(sockets[link[8:-1]])
+    return found
 
 
-def kill_sending_worker(root_pid: int, port: int, what: str, *, timeout: float = 30,
-                        min_connections: int = 2) -> Kill:
-    """SIGKILL the worker of cluster `root_pid` with the most sends in flight (at least
-    `min_connections` connections to the provider open), as soon as there is one."""
+def kill_sending_worker(root_pid: int, port: int, what: str,
+                        in_flight: Callable[[], Iterable[int]], *, timeout: float = 30) -> Kill:
+    """SIGKILL the worker of cluster `root_pid` with the most requests being handled by the
+    provider right now (`in_flight()`: the client ports the fake is answering), as soon as
+    there is one: a worker killed mid-send, never one idling between batches."""
     deadline = time.monotonic() + timeout
     while True:
-        sending = provider_connections(root_pid, port)
-        if sending and max(sending.values()) >= min_connections:
-            pid = max(sending, key=sending.__getitem__)
+        busy = set(in_flight())
+        sending = {pid: ports & busy for pid, ports in
+                   provider_connections(root_pid, port).items()} if busy else {}
+        sending = {pid: ports for pid, ports in sending.items() if ports}
+        if sending:
+            pid = max(sending, key=lambda p: len(sending[p]))
             os.kill(pid, signal.SIGKILL)
-            return Kill(f"{what} worker {pid}", [pid], 1, time.time(), sending[pid])
+            connections = provider_connections(root_pid, port).get(pid, set())
+            return Kill(f"{what} worker {pid}", [pid], 1, time.time(),
+                        max(len(connections), len(sending[pid])), len(sending[pid]))
         if time.monotonic() > deadline:
             raise AssertionError(f"no worker of {what} was sending within {timeout}s")
         time.sleep(0.02)
 
 
-def kill_cluster(root_pid: int, port: int, what: str, workers: int) -> Kill:
+def kill_cluster(root_pid: int, port: int, what: str, workers: int,
+                 in_flight: Callable[[], Iterable[int]]) -> Kill:
     """SIGKILL every process of a cluster started in a session of its own."""
     from bench import procstat
 
     pids = procstat.tree_pids(root_pid, procstat.all_stats())
-    connections = sum(provider_connections(root_pid, port).values())
+    busy = set(in_flight())
+    ports = set().union(*provider_connections(root_pid, port).values())
     os.killpg(root_pid, signal.SIGKILL)
-    return Kill(f"{what} (whole cluster)", pids, workers, time.time(), connections)
+    return Kill(f"{what} (whole cluster)", pids, workers, time.time(), len(ports),
+                len(ports & busy))
 
 
 # --- waiting --------------------------------------------------------------------------------------
@@ -433,8 +443,7 @@ def audit(pks: list[int], log: Iterable[dict[str, Any]], *, kills: list[Kill],
     if lease_expired > held:
         failures.append(f"{lease_expired} leases expired, more than the killed drains could "
                         f"hold ({held})")
-    worker_kills = [k for k in kills if k.connections]
-    if worker_kills and not lease_expired:
+    if any(k.in_flight for k in kills) and not lease_expired:
         failures.append("workers were killed mid-send but no lease expired: the kill missed")
     modes = Counter(e["mode"] for e in log)
     injected_timeouts = sum(1 for e in log if e["delivered"]
@@ -482,8 +491,8 @@ def table(result: Audit, extra: dict[str, Any] | None = None) -> str:
     lines = ["| figure | value |", "|---|---|"]
     for name, value in rows.items():
         if name == "kills":
-            value = "; ".join(f"{k['what']} ({k['connections']} connections open)"
-                              for k in value) or "none"
+            value = "; ".join(f"{k['what']} ({k['in_flight']} requests in flight, "
+                              f"{k['connections']} connections)" for k in value) or "none"
         elif isinstance(value, dict):
             value = ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
         elif isinstance(value, float):

@@ -431,6 +431,21 @@ def test_postmark_mode_endpoint_takes_the_provider_down_and_back(postmark):
     assert [r.mode for r in postmark.requests] == ["503", "200"]
 
 
+def test_postmark_in_flight_ports_name_the_connections_mid_request(postmark):
+    postmark.script("a@example.com", ["slow:0.5"])
+    body = b'{"To": "a@example.com"}'
+    with socket.create_connection((postmark.host, postmark.port), timeout=5) as sock:
+        sock.sendall(b"POST /email HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"X-Postmark-Server-Token: {TOKEN}\r\n".encode()
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        assert postmark.wait_for(postmark.in_flight_ports, timeout=2) == \
+            [sock.getsockname()[1]]
+        assert sock.recv(100).startswith(b"HTTP/1.1 200 ")
+        assert postmark.wait_for(lambda: not postmark.in_flight_ports(), timeout=2)
+    assert postmark.accepted_for("a@example.com")
+    assert requests.get(f"{postmark.url}_fake/stats", timeout=5).json()["in_flight_ports"] == []
+
+
 def test_postmark_command_line_serves_faults_and_permanent_domains():
     port = free_port()
     proc = subprocess.Popen(

@@ -52,7 +52,7 @@ def test_under_faults_and_a_killed_worker_every_message_is_sent_or_dead_and_acco
         pks = enqueue(chaos_events(MESSAGES, seed=1))
 
         wait_until(lambda: len(fake.requests) >= MESSAGES // 4, 60, "a quarter to go out")
-        kill = kill_sending_worker(bulk.proc.pid, fake.port, "bulk")
+        kill = kill_sending_worker(bulk.proc.pid, fake.port, "bulk", fake.in_flight_ports)
         # The killed drain's messages wait for their lease, then for the sweeper: make its
         # schedule due once the leases have expired (and again every 5 s), so the clusters'
         # schedulers (every 30 s) need not wait out NOTIFY_SWEEP_MINUTES.
@@ -76,5 +76,5 @@ def test_under_faults_and_a_killed_worker_every_message_is_sent_or_dead_and_acco
     assert result.ok, report
     # The plan did happen: faults, a permanent refusal, a kill that cost a lease.
     figures = result.figures
-    assert figures["lease_expired"] >= 1
+    assert kill.in_flight >= 1 and figures["lease_expired"] >= 1
     assert figures["statuses"]["sent"] >= MESSAGES * 0.9

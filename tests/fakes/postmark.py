@@ -95,7 +95,8 @@ Modes and what anymail 15.2 does with them (verified in ``tests/test_fakes.py``)
 
 ``fake.latency`` (seconds, default 0) is added before every answer, as a real API's round trip
 (50-500 ms) would be; keep-alive connections stay open meanwhile. ``GET /_fake/stats`` answers
-``{"requests", "accepted", "delivered", "max_accepted_per_message_id"}`` for a fake running in
+``{"requests", "accepted", "delivered", "max_accepted_per_message_id", "max_in_flight",
+"in_flight_ports", "modes"}`` for a fake running in
 another process (``python -m tests.fakes.postmark --port N --latency 0.1``), and
 ``GET /_fake/log?since=<seq>`` one entry per message received (seq, time, recipient, mode,
 message_id, notification_id, status, accepted, delivered). ``POST /_fake/mode`` with
@@ -272,11 +273,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.split("?", 1)[0].rstrip("/") == "/_fake/mode":
             fake._control_mode(self)
             return
-        fake._count_in_flight(+1)
+        port = self.client_address[1]
+        fake._count_in_flight(+1, port)
         try:
             fake._handle(self)
         finally:
-            fake._count_in_flight(-1)
+            fake._count_in_flight(-1, port)
 
     def do_GET(self) -> None:  # noqa: N802
         fake = self.server.fake
@@ -310,6 +312,7 @@ class FakePostmark(Scripted):
         self.latency = 0.0  # seconds added before every answer
         self.in_flight = 0  # requests being handled now
         self.max_in_flight = 0  # the most handled at once since start (or reset)
+        self._ports_in_flight: Counter[int] = Counter()
         self.connections_opened = 0  # TCP connections accepted since start (or reset)
         self.permanent_domains: set[str] = set()  # recipients there are always answered 422
         self._faults: FaultMix | None = None
@@ -444,6 +447,7 @@ class FakePostmark(Scripted):
                 "delivered": sum(1 for r in requests if r.delivered),
                 "max_accepted_per_message_id": max(accepted.values(), default=0),
                 "max_in_flight": self.max_in_flight,
+                "in_flight_ports": self.in_flight_ports(),
                 "modes": dict(Counter(r.mode for r in requests))}
 
     def log(self, since: int = 0) -> list[dict[str, Any]]:
@@ -475,10 +479,19 @@ class FakePostmark(Scripted):
             return
         self._send_json(handler, 200, {"mode": self._scripts.global_mode})
 
-    def _count_in_flight(self, delta: int) -> None:
+    def _count_in_flight(self, delta: int, port: int) -> None:
         with self._lock:
             self.in_flight += delta
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self._ports_in_flight[port] += delta
+            if not self._ports_in_flight[port]:
+                del self._ports_in_flight[port]
+
+    def in_flight_ports(self) -> list[int]:
+        """The client ports of the connections whose request is being handled now: which
+        process is mid-send (a port is one of its sockets), for a test that kills one."""
+        with self._lock:
+            return sorted(self._ports_in_flight)
 
     def _track(self, conn: socket.socket, add: bool) -> None:
         with self._lock:
