@@ -442,8 +442,9 @@ def drain_lane(
 
     def refill_for(provider: Provider, unpinned: bool) -> Callable[[], list[Message]]:
         def refill() -> list[Message]:
-            """The next batch, claimed while this one's last sends are in flight."""
-            if time.monotonic() >= deadline or flows[provider.name].open:
+            """The next batch, claimed while this one's last sends are in flight (asked every
+            REFILL_POLL while nothing is due: a one-row index probe first, not a claim)."""
+            if time.monotonic() >= deadline or flows[provider.name].open or not _due_now(lane):
                 return []
             batch = claim(batch_size, provider, unpinned=unpinned)
             report.batches += bool(batch)
@@ -506,6 +507,21 @@ def drain_lane(
     return report
 
 
+_DUE_NOW = (
+    f'SELECT 1 FROM "{Message._meta.db_table}" WHERE "lane" = %s AND "status" IN (%s, %s) '
+    'AND "next_attempt_at" <= %s LIMIT 1'
+)
+
+
+def _due_now(lane: str) -> bool:
+    """Is any message of `lane` due? One probe of the partial claim index, in plain SQL: it is
+    asked every few tens of ms while a drain waits for mail (the ORM's version cost ~5x the
+    CPU, and a claim ~10x)."""
+    with db_connection.cursor() as cursor:
+        cursor.execute(_DUE_NOW, [lane, *[s.value for s in CLAIMABLE], timezone.now()])
+        return cursor.fetchone() is not None
+
+
 def _next_due(lane: str) -> datetime | None:
     return Message.objects.filter(lane=lane, status__in=CLAIMABLE).aggregate(
         due=Min("next_attempt_at")
@@ -525,16 +541,17 @@ def _await_due(lane: str, deadline: float, linger_until: float) -> bool:
     """
     first = True
     while True:
-        next_due = _next_due(lane)
-        now = time.monotonic()
-        wait = (next_due - timezone.now()).total_seconds() if next_due is not None \
-            else float("inf")
-        if wait <= 0 and not first:
+        if not first and _due_now(lane):
             return True
-        lingering = now < linger_until
-        if not lingering and wait > deadline - now:
-            return False
-        pause = IDLE_POLL if lingering or wait <= 0 else min(max(wait, IDLE_POLL), 1.0)
+        if time.monotonic() < linger_until:
+            pause = IDLE_POLL
+        else:
+            next_due = _next_due(lane)
+            wait = (next_due - timezone.now()).total_seconds() if next_due is not None \
+                else float("inf")
+            if wait > deadline - time.monotonic():
+                return False
+            pause = min(max(wait, IDLE_POLL), 1.0)
         if not _linger(deadline, pause):
             return False
         first = False
