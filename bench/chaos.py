@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import delivery as bench  # noqa: E402
+from bench import provider  # noqa: E402
 from bench.pg import free_port  # noqa: E402
 from tests import chaos  # noqa: E402
 
@@ -123,29 +124,13 @@ class Redis:
             bench.stop_process(self.proc, 5)
 
 
-class Fake:
+class Fake(provider.Fake):
     """The fake Postmark with the fault mix, in its own process."""
 
     def __init__(self, args: argparse.Namespace, log_path: Path) -> None:
-        self.port = free_port()
-        self._log = open(log_path, "ab")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [PY, "-m", "tests.fakes.postmark", "--port", str(self.port), "--latency",
-             str(args.latency), "--token", chaos.TOKEN, "--faults", args.faults, "--seed",
-             str(args.seed), "--permanent-domain", chaos.PERMANENT_DOMAIN],
-            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
-        while True:
-            with contextlib.suppress(OSError):
-                self.stats()
-                return
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the fake Postmark did not start; see {log_path}")
-            time.sleep(0.1)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
+        super().__init__(args.latency, log_path, token=chaos.TOKEN, extra=(
+            "--faults", args.faults, "--seed", str(args.seed),
+            "--permanent-domain", chaos.PERMANENT_DOMAIN))
 
     def _get(self, path: str) -> Any:
         with urllib.request.urlopen(f"{self.url}{path}", timeout=30) as answer:
@@ -167,10 +152,6 @@ class Fake:
         with urllib.request.urlopen(request, timeout=10) as answer:
             if json.loads(answer.read()) != {"mode": mode}:
                 raise RuntimeError(f"the fake did not take mode {mode!r}")
-
-    def stop(self) -> None:
-        bench.stop_process(self.proc, 10)
-        self._log.close()
 
 
 # --- the run --------------------------------------------------------------------------------------

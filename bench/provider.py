@@ -71,12 +71,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 class Fake:
     """The fake Postmark in a process of its own, so its CPU is not the benchmark's."""
 
-    def __init__(self, latency: float, log_path: Path) -> None:
+    def __init__(self, latency: float, log_path: Path, *, token: str = TOKEN,
+                 extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self._log = open(log_path, "ab")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [PY, "-m", "tests.fakes.postmark", "--port", str(self.port), "--latency",
-             str(latency), "--token", TOKEN], cwd=ROOT, stdout=self._log,
+             str(latency), "--token", token, *extra], cwd=ROOT, stdout=self._log,
             stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
         while True:
