@@ -592,13 +592,19 @@ def warm_up(args, port, tokens, fake_log) -> None:
     time.sleep(1)
 
 
-def phase_tx_alone(args, port, token, fake_log, meter) -> dict[str, Any]:
+
+def begin_phase(args: argparse.Namespace, meter: Any, title: str) -> tuple[float, float]:
+    """Vacuum, wait for a quiet machine, start the meter: (other load before, the phase's t0)."""
     vacuum(args.db_name)
     quiet = wait_quiet(args)
-    log(f"phase 1/3, transactional alone: {args.rate:g} {args.event}/s for "
-        f"{args.solo_seconds:g} s")
+    log(title)
     t_ref = time.time()
     meter.start()
+    return quiet, t_ref
+
+def phase_tx_alone(args, port, token, fake_log, meter) -> dict[str, Any]:
+    quiet, t_ref = begin_phase(args, meter, f"phase 1/3, transactional alone: {args.rate:g} "
+                               f"{args.event}/s for {args.solo_seconds:g} s")
     drains = DrainTasks(args.db_name)
     waits = PgWaits(args.db_name).start()
     producer = TxProducer(port, token, args.rate, args.event, "solo").start()
@@ -622,11 +628,8 @@ def phase_tx_alone(args, port, token, fake_log, meter) -> dict[str, Any]:
 
 
 def phase_bulk_alone(args, port, token, fake_log, meter) -> dict[str, Any]:
-    vacuum(args.db_name)
-    quiet = wait_quiet(args)
-    log(f"phase 2/3, bulk alone: {args.bulk:,} newsletters via the batch API")
-    t_ref = time.time()
-    meter.start()
+    quiet, t_ref = begin_phase(args, meter, f"phase 2/3, bulk alone: {args.bulk:,} newsletters "
+                               "via the batch API")
     waits = PgWaits(args.db_name).start()
     result: dict[str, BulkPost] = {}
     poster = threading.Thread(target=lambda: result.setdefault("post", post_bulk(
@@ -646,12 +649,9 @@ def phase_bulk_alone(args, port, token, fake_log, meter) -> dict[str, Any]:
 
 
 def phase_burst(args, port, tokens, fake_log, meter) -> dict[str, Any]:
-    vacuum(args.db_name)
-    quiet = wait_quiet(args)
-    log(f"phase 3/3, burst: {args.rate:g} {args.event}/s while {args.bulk:,} newsletters "
-        "are posted and drained; /health/ready/ every 0.5 s")
-    t_ref = time.time()
-    meter.start()
+    quiet, t_ref = begin_phase(args, meter, f"phase 3/3, burst: {args.rate:g} {args.event}/s "
+                               f"while {args.bulk:,} newsletters are posted and drained; "
+                               "/health/ready/ every 0.5 s")
     drains = DrainTasks(args.db_name)
     waits = PgWaits(args.db_name).start()
     health = HealthPoller(port).start()
