@@ -216,9 +216,9 @@ class Sender:
             while (len(in_flight) < self.window and self.started < len(items)
                    and not self._rate_ahead() and not self._held() and may_start()):
                 message, content = items[self.started]
-                delay = self._reserve()
+                slot = time.monotonic() + self._reserve()  # when it may start, on this clock
                 future = self._pool.submit(self._send_one, (message, build(message, content)),
-                                           delay)
+                                           slot)
                 in_flight[future] = self.started
                 self.started += 1
             if not in_flight:
@@ -232,8 +232,11 @@ class Sender:
             # With a rate limit, a hold or a refill to retry, wake up to start more even while
             # every send waits.
             timeout = 0.05 if self._limiter or self._held() else None
-            if more is not None and len(in_flight) < self.window:
-                timeout = min(timeout or REFILL_POLL, max(0.0, next_refill - time.monotonic()))
+            if more is not None and self.started == len(items) and len(in_flight) < self.window:
+                # A refill is what could start next: wake for it (never a zero timeout: that
+                # spins this thread, holding the GIL the sending threads need).
+                pause = max(REFILL_POLL / 4, next_refill - time.monotonic())
+                timeout = pause if timeout is None else min(timeout, pause)
             done, _ = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
             if not done:
                 continue
@@ -301,10 +304,13 @@ class Sender:
             backend = self._local.backend = self._opened(self._connect())
         return backend
 
-    def _send_one(self, item: Built, delay: float = 0.0) -> Sent:
+    def _send_one(self, item: Built, slot: float = 0.0) -> Sent:
         message, email = item
-        if delay > 0:
-            time.sleep(delay)  # its slot under the shared rate limit
+        # Its slot under the shared rate limit, as a time (not a delay counted from whenever this
+        # thread got to run): a send that waited for a thread does not then wait its delay again
+        # and land in a later second beside sends that were on time.
+        if (wait_for := slot - time.monotonic()) > 0:
+            time.sleep(wait_for)
         backend = self._backend()
         started, t0 = timezone.now(), time.monotonic()
         try:
