@@ -271,15 +271,15 @@ def _record_failure(
     report.dead += transitions.kill([message.pk], token=token, reason=reason, error=error)
 
 
-def release_untried(messages: Sequence[Message], token: UUID, *, delay: float,
-                    reason: str) -> int:
-    """Hand claimed messages that were never tried back, refunding the attempt the claim
-    counted: nothing was sent, so nothing may be used up."""
+def release_untried(messages: Sequence[Message], token: UUID, *, reason: str) -> int:
+    """Hand claimed messages that were never tried back, due at once, refunding the attempt the
+    claim counted: nothing was sent, so nothing may be used up. (Due at once even when a
+    breaker stopped them: nobody claims for a provider whose breaker is open, and another
+    provider may take them now.)"""
     if not messages:
         return 0
     return transitions.release(
-        [m.pk for m in messages], token=token, reason=reason, refund=True,
-        due=timezone.now() + timedelta(seconds=delay),
+        [m.pk for m in messages], token=token, reason=reason, refund=True, due=timezone.now(),
     )
 
 
@@ -381,14 +381,12 @@ def process_batch(sender: Sender, batch: list[Message], flow: ProviderFlow, dead
     untried = [m for m, _ in ready[sender.started:]]
     report.add(_record(outcomes))
     report_flow()
-    # What stopped the sends: the breaker, else the deadline. Due at once either way: nobody
-    # claims for a provider whose breaker is open, and another provider may take them now.
+    # What stopped the sends: the breaker, else the deadline.
     report.released = _release(
-        untried, delay=0,
+        untried,
         reason="provider failing: handed back untried (circuit breaker)" if flow.open and not probe
         else "drain budget spent before sending: handed back untried")
-    report.released += _release(never_sent, delay=0,
-                                reason="connection lost before sending: requeued")
+    report.released += _release(never_sent, reason="connection lost before sending: requeued")
     return report
 
 
@@ -407,8 +405,8 @@ def _record(outcomes: Sequence[Attempted]) -> DrainReport:
     return report
 
 
-def _release(messages: Sequence[Message], *, delay: float, reason: str) -> int:
-    return sum(release_untried(group, token, delay=delay, reason=reason)
+def _release(messages: Sequence[Message], *, reason: str) -> int:
+    return sum(release_untried(group, token, reason=reason)
                for token, group in _by_claim(messages, lambda m: m).items())
 
 
