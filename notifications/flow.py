@@ -42,6 +42,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from notifications.models import ProviderHealth
+from notifications.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -182,9 +183,7 @@ def _db_now() -> float:
 
 class _RedisStore:
     def __init__(self, url: str) -> None:
-        import redis
-
-        self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._client = redis_client(url)
 
     @staticmethod
     def _key(provider: str) -> str:

@@ -28,6 +28,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from notifications.models import ProviderRate
+from notifications.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,4 @@ def limiter_for(provider: str) -> RateLimiter | None:
 
 @cache
 def _redis_script() -> Any:
-    import redis
-
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).register_script(_LUA)
+    return redis_client(settings.REDIS_URL).register_script(_LUA)
