@@ -19,3 +19,7 @@ class DeadLetter(Message):
         proxy = True
         verbose_name = "dead letter"
         verbose_name_plural = "dead letters"
+        permissions = [
+            ("requeue_deadletter", "Can requeue dead letters"),
+            ("discard_deadletter", "Can discard dead letters"),
+        ]

@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from notifications.content import message_render
-from notifications.models import ApiKey, DeliveryAttempt, EventType, Message, Producer
+from notifications.models import ApiKey, AuditEntry, DeliveryAttempt, EventType, Message, Producer
 from notifications.producers import api_key_create, api_key_revoke
 from notifications.selectors import queue_stats
 from notifications.services import message_cancel
@@ -168,3 +168,23 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for key in queryset:
             api_key_revoke(key=key)
         self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Append-only: nobody adds, changes or deletes an entry (notifications/audit.py writes)."""
+
+    list_display = ("at", "username", "action", "target", "count", "reason")
+    list_filter = ("action", "username")
+    search_fields = ("target", "reason", "username")
+    date_hierarchy = "at"
+    readonly_fields = ("at", "user", "username", "action", "target", "filter", "count", "reason")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

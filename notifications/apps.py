@@ -10,10 +10,11 @@ class NotificationsConfig(AppConfig):
         import os
         import sys
 
-        from notifications import checks, lookups, receivers, schedules  # noqa: F401 (checks)
+        from notifications import checks, lookups, receivers, roles, schedules  # noqa: F401 (checks)
         from notifications.priority import apply_lane_priority
 
         lookups.connect()
         receivers.connect()
         apply_lane_priority(sys.argv, os.environ)
         post_migrate.connect(schedules.ensure_schedules, sender=self)
+        post_migrate.connect(roles.sync_roles_after_migrate, dispatch_uid="notifications-roles")

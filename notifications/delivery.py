@@ -54,6 +54,7 @@ from notifications import lookups, transitions
 from notifications.content import message_render, versions_for
 from notifications.errors import RENDER, SendResult
 from notifications.flow import Gate, ProviderFlow
+from notifications.lanes import lane_is_paused
 from notifications.models import (
     CLAIMABLE,
     DeadReason,
@@ -99,6 +100,7 @@ class DrainReport:
     dead: int = 0
     released: int = 0
     batches: int = 0
+    paused: bool = False  # ended because an operator paused the lane
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -442,7 +444,8 @@ def drain_lane(
         def refill() -> list[Message]:
             """The next batch, claimed while this one's last sends are in flight (asked every
             REFILL_POLL while nothing is due: a one-row index probe first, not a claim)."""
-            if time.monotonic() >= deadline or flows[provider.name].open or not _due_now(lane):
+            if (time.monotonic() >= deadline or flows[provider.name].open
+                    or lane_is_paused(lane) or not _due_now(lane)):
                 return []
             batch = claim(batch_size, provider, unpinned=unpinned)
             report.batches += bool(batch)
@@ -463,6 +466,9 @@ def drain_lane(
 
         idle_since: float | None = None
         while time.monotonic() < deadline:
+            if lane_is_paused(lane):
+                report.paused = True
+                break  # lane_resume wakes it again
             gates = [(p, flows[p.name].permit()) for p in providers]
             usable = [(p, gate) for p, gate in gates if gate is not Gate.DENY]
             if not usable:
@@ -498,7 +504,7 @@ def drain_lane(
                 break
     # The budget ran out with work due (messages handed back at the deadline, or never claimed):
     # the next drain starts now, not at the next sweep.
-    next_due = _next_due(lane)
+    next_due = None if report.paused else _next_due(lane)
     if next_due is not None and next_due <= timezone.now():
         wake_lane(lane)
     logger.info("drain %s: %s", lane, report.as_dict())

@@ -7,6 +7,7 @@ through `notifications.transitions`, never through `save()`.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -106,6 +107,9 @@ class EventType(models.Model):
         blank=True,
         help_text="A message not sent this long after it was due goes to the DLQ (e.g. 1:00:00).",
     )
+    sample_data = models.JSONField(
+        default=dict, blank=True,
+        help_text="Example event data: template previews and test sends render with it.")
     data_schema = models.JSONField(
         null=True, blank=True, help_text="Optional JSON Schema the event data must satisfy."
     )
@@ -154,6 +158,8 @@ class Message(models.Model):
     # The provider that sent it; while it is not sent, the one it is pinned to (its outcome there
     # was unknown, so no other provider may send it: notifications/providers.py). "" = any.
     provider = models.CharField(max_length=40, blank=True)
+    # Set when it dies (dlq/signatures.py): what dead letters are grouped by in the console.
+    failure_signature = models.CharField(max_length=64, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -161,6 +167,10 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [
+            ("cancel_message", "Can cancel messages not sent yet"),
+            ("pause_lane", "Can pause and resume a lane"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["producer", "idempotency_key"],
@@ -182,6 +192,12 @@ class Message(models.Model):
                 name="message_lease_idx",
             ),
             models.Index(fields=["status", "lane"], name="message_status_lane_idx"),
+            # The DLQ's grouped view: dead letters by failure signature, newest first.
+            models.Index(
+                fields=["failure_signature", "updated_at"],
+                condition=models.Q(status="dead"),
+                name="message_dead_signature_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -217,9 +233,33 @@ class LaneState(models.Model):
     heartbeat_at = models.DateTimeField(
         null=True, blank=True, help_text="Last time this lane's cluster ran a task (readiness)."
     )
+    # Set only by notifications.lanes (lane_pause / lane_resume), which audits each change.
+    paused = models.BooleanField(default=False, help_text="Drains claim nothing while paused.")
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_by = models.CharField(max_length=150, blank=True)
+    pause_reason = models.CharField(max_length=500, blank=True)
 
     def __str__(self) -> str:
         return self.lane
+
+
+class LaneMinute(models.Model):
+    """Per lane and minute: how many sends the drains recorded, by outcome (a small rollup the
+    dashboard charts and counts from, so it never counts the Message table)."""
+
+    lane = models.CharField(max_length=20, choices=Lane.choices)
+    minute = models.DateTimeField(help_text="Start of the minute (UTC).")
+    sent = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0, help_text="Transient or unknown: retried.")
+    dead = models.PositiveIntegerField(default=0, help_text="Moved to the DLQ.")
+
+    class Meta:
+        ordering = ["-minute", "lane"]
+        constraints = [
+            models.UniqueConstraint(fields=["lane", "minute"], name="one_row_per_lane_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.lane} {self.minute:%H:%M}"
 
 
 class ProviderRate(models.Model):
@@ -251,3 +291,58 @@ class ProviderHealth(models.Model):
 
     def __str__(self) -> str:
         return self.provider
+
+
+class AuditAction(models.TextChoices):
+    REQUEUE = "requeue", "Requeue"
+    DISCARD = "discard", "Discard"
+    CANCEL = "cancel", "Cancel"
+    PAUSE = "pause", "Pause lane"
+    RESUME = "resume", "Resume lane"
+    TEMPLATE_ACTIVATE = "template_activate", "Activate template version"
+    TEMPLATE_EDIT = "template_edit", "New template version"
+    TEMPLATE_TEST_SEND = "template_test_send", "Template test send"
+    OPERATION_CANCEL = "operation_cancel", "Cancel an operation"
+
+
+class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
+    def update(self, **kwargs: object) -> int:
+        raise TypeError("the audit log is append-only")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise TypeError("the audit log is append-only")
+
+
+class AuditEntry(models.Model):
+    """Who did what to the queue, when, to what, and why. Append-only: written by
+    notifications.audit.audit_record, never changed or deleted (the admin shows it read-only)."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+")
+    username = models.CharField(max_length=150, blank=True, help_text="Kept if the user goes.")
+    action = models.CharField(max_length=40, choices=AuditAction.choices)
+    target = models.CharField(max_length=300, help_text="What it acted on.")
+    filter = models.JSONField(default=dict, blank=True,
+                              help_text="The filter, group or selection acted on.")
+    count = models.PositiveIntegerField(default=0, help_text="How many messages it changed.")
+    reason = models.TextField(blank=True)
+
+    objects = AuditEntryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "audit log entry"
+        verbose_name_plural = "audit log"
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username or '-'} {self.action} {self.target}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            raise TypeError("the audit log is append-only")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise TypeError("the audit log is append-only")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from notifications import transitions
+from notifications.lanes import lane_is_paused
 from notifications.models import CLAIMABLE, Message, Status
 from notifications.wakeups import heartbeat, wake_lane
 
@@ -40,6 +41,8 @@ def sweep_lane(lane: str, *, limit: int = 1000) -> SweepReport:
         moved_to = transitions.lease_expired(message, now=now)
         report.dead += moved_to == Status.DEAD
         report.requeued += moved_to == Status.RETRY
+    if lane_is_paused(lane):
+        return report  # lane_resume wakes it
     if Message.objects.filter(lane=lane, status__in=CLAIMABLE, next_attempt_at__lte=now).exists():
         report.woke = wake_lane(lane, force=True)
     return report

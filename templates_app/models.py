@@ -39,6 +39,10 @@ class TemplateVersion(models.Model):
 
     class Meta:
         ordering = ["template", "locale", "-created_at", "-id"]
+        permissions = [
+            ("activate_templateversion", "Can activate a template version (or roll back)"),
+            ("test_send_templateversion", "Can send a test email of a template version"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["template", "locale"],
