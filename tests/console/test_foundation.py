@@ -78,3 +78,14 @@ def test_a_paused_lane_claims_nothing_and_resume_wakes_it(
 def test_pausing_an_unknown_lane_says_which_lanes_exist() -> None:
     with pytest.raises(ValueError, match="unknown lane 'newsletters'; lanes: transactional, bulk"):
         lane_pause(lane="newsletters", user=None)
+
+
+def test_csv_export_neutralises_formulas_and_streams() -> None:
+    from notifications.exports import csv_response
+
+    response = csv_response("x.csv", ["id", "subject"],
+                            iter([(1, "=HYPERLINK(\"http://evil\")"), (2, "plain"), (3, None)]))
+    body = b"".join(response.streaming_content).decode()
+    assert body.splitlines() == ["id,subject", "1,\"'=HYPERLINK(\"\"http://evil\"\")\"",
+                                 "2,plain", "3,"]
+    assert response["Content-Disposition"] == 'attachment; filename="x.csv"'
