@@ -107,8 +107,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fake-nice", type=int, default=0,
                    help="experiment: the fake Postmark's niceness (0); a negative value stands "
                         "for a provider with CPUs of its own (needs root)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="experiment: an environment setting for every process of the platform, "
+                        "e.g. NOTIFY_NICE_TRANSACTIONAL=-5 (repeatable; shown in the report)")
     p.add_argument("--keep-db", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if any("=" not in item for item in args.set):
+        p.error("--set takes NAME=VALUE")
+    return args
 
 
 # --- plumbing -------------------------------------------------------------------------------------
@@ -140,6 +146,7 @@ def base_env(args: argparse.Namespace, fake: Fake, var_dir: Path) -> dict[str, s
         "ANYMAIL_POSTMARK_SERVER_TOKEN": TOKEN,
         "ANYMAIL_POSTMARK_API_URL": fake.url,
     })
+    env.update(item.split("=", 1) for item in args.set)
     return env
 
 
@@ -766,7 +773,9 @@ def report(args: argparse.Namespace, solo_tx: dict, solo_bulk: dict, burst: dict
         f"Python {platform.python_version()}, PostgreSQL; gunicorn {args.web_workers} workers; "
         f"one qcluster per lane with the project's defaults ({LANE_WORKERS} workers each, "
         f"NOTIFY_SEND_CONCURRENCY {concurrency}, the bulk cluster at niceness "
-        f"{os.environ.get('NOTIFY_NICE_BULK', '10')} (NOTIFY_NICE_BULK)); "
+        f"{dict(i.split('=', 1) for i in args.set).get('NOTIFY_NICE_BULK', '10')} "
+        f"(NOTIFY_NICE_BULK)); "
+        + (f"EXPERIMENT: {', '.join(args.set)}; " if args.set else "") +
         f"Anymail Postmark backend -> fake Postmark at "
         f"{args.latency * 1000:.0f} ms. Transactional: {args.rate:g} {args.event}/s via "
         f"POST /api/v1/events/ ({args.solo_seconds:g} s alone); bulk: {args.bulk:,} "
