@@ -307,15 +307,17 @@ def render_batch(messages: Sequence[Message]) -> tuple[list[Ready], list[Attempt
 
 def process_batch(sender: Sender, batch: list[Message], flow: ProviderFlow, deadline: float,
                   refill: Callable[[], list[Message]] | None = None, *,
-                  provider: str = DEFAULT, probe: bool = False) -> DrainReport:
+                  provider: str = DEFAULT, probe: bool = False,
+                  paused: Callable[[], bool] = lambda: False) -> DrainReport:
     """Send one claimed batch through `provider` (and those `refill()` claims as it ends),
     recording outcomes as sends finish (every `flush_every`) and reporting them to the
     provider's shared flow control, whose answer (breaker open, a hold) this drain obeys.
 
     Expired messages are not sent. No send starts once the breaker is open (as last seen; a
-    `probe` sends its one message regardless) or the deadline (time.monotonic()) has passed:
-    the rest is handed back untried, its attempt refunded. A 429 holds this sender at once and,
-    through the shared state, every other worker's.
+    `probe` sends its one message regardless), the deadline (time.monotonic()) has passed or an
+    operator paused the lane (`paused()`): the rest is handed back untried, its attempt
+    refunded. A 429 holds this sender at once and, through the shared state, every other
+    worker's.
     """
     report = DrainReport(lane="")
     outcomes: list[Attempted] = []
@@ -352,7 +354,7 @@ def process_batch(sender: Sender, batch: list[Message], flow: ProviderFlow, dead
     sender.hold(flow.hold_for)  # a 429 another worker got, as last seen
 
     def may_start() -> bool:
-        return time.monotonic() < deadline and (probe or not flow.open)
+        return time.monotonic() < deadline and (probe or not flow.open) and not paused()
 
     sends = sender.stream(ready, build_email, may_start, more if refill is not None else None)
     for group in sends:
@@ -383,10 +385,11 @@ def process_batch(sender: Sender, batch: list[Message], flow: ProviderFlow, dead
     untried = [m for m, _ in ready[sender.started:]]
     report.add(_record(outcomes))
     report_flow()
-    # What stopped the sends: the breaker, else the deadline.
+    # What stopped the sends: the breaker, a pause, else the deadline.
     report.released = _release(
         untried,
         reason="provider failing: handed back untried (circuit breaker)" if flow.open and not probe
+        else "lane paused by an operator: handed back untried" if paused()
         else "drain budget spent before sending: handed back untried")
     report.released += _release(never_sent, reason="connection lost before sending: requeued")
     return report
@@ -492,7 +495,7 @@ def drain_lane(
                 report.add(process_batch(
                     sender_for(provider), batch, flows[provider.name], deadline,
                     refill=None if probe else refill_for(provider, unpinned),
-                    provider=provider.name, probe=probe))
+                    provider=provider.name, probe=probe, paused=lambda: lane_is_paused(lane)))
                 report.batches += 1
                 report.claimed += len(batch)
             if claimed:
