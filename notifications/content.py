@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from notifications import lookups
 from notifications.models import Message
 from templates_app.models import TemplateVersion
 from templates_app.rendering import RenderedEmail, render_subject, render_version
@@ -23,8 +24,18 @@ def message_context(message: Message) -> dict[str, Any]:
 
 
 def versions_for(messages: Iterable[Message]) -> dict[int, TemplateVersion]:
-    """The template versions `messages` are pinned to, with one query."""
-    return TemplateVersion.objects.in_bulk({m.template_version_id for m in messages})
+    """The template versions `messages` are pinned to: from the lookups cache (versions are
+    immutable), the missing ones with one query. A transactional drain renders a claim of one or
+    two emails at a time; reading the version each time was a tenth of its CPU."""
+    ids = {m.template_version_id for m in messages}
+    found = {pk: v for pk in ids if (v := lookups.peek("template_version", pk)) is not None}
+    missing = ids - found.keys()
+    if missing:
+        loaded = TemplateVersion.objects.in_bulk(missing)
+        for pk, version in loaded.items():
+            lookups.put("template_version", pk, version)
+        found.update(loaded)
+    return found
 
 
 def message_render(message: Message, version: TemplateVersion | None = None) -> RenderedEmail:

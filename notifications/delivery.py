@@ -125,6 +125,11 @@ def claim_batch(lane: str, limit: int, *, provider: str | None = None, unpinned:
     now = timezone.now()
     token = uuid4()
     lease_until = now + timedelta(seconds=settings.NOTIFY["LEASE_SECONDS"])
+    if db_connection.vendor == "postgresql":
+        rows = transitions.claim_due(
+            lane, limit, token=token, lease_until=lease_until, now=now, fields=_row_fields(),
+            provider=provider, unpinned=unpinned, fresh_first=fresh_first)
+        return [_message_from_row(row) for row in rows]
     order = ("attempts",) if fresh_first else ()
     with transaction.atomic():
         due = Message.objects.filter(lane=lane, status__in=CLAIMABLE, next_attempt_at__lte=now)
@@ -149,6 +154,26 @@ def claim_batch(lane: str, limit: int, *, provider: str | None = None, unpinned:
         row.lease_token = token
         row.lease_until = lease_until
     return rows
+
+
+@lru_cache(maxsize=1)
+def _row_fields() -> tuple[str, ...]:
+    """SEND_FIELDS in the model's field order, the order Model.from_db expects values in."""
+    return tuple(f.attname for f in Message._meta.concrete_fields if f.attname in SEND_FIELDS)
+
+
+@lru_cache(maxsize=1)
+def _converted_fields() -> tuple[tuple[int, Any], ...]:
+    """Positions in _row_fields() whose raw database value needs the field's conversion."""
+    fields = (Message._meta.get_field(name) for name in _row_fields())
+    return tuple((i, f) for i, f in enumerate(fields) if hasattr(f, "from_db_value"))
+
+
+def _message_from_row(row: Sequence[Any]) -> Message:
+    values = list(row)
+    for index, field in _converted_fields():
+        values[index] = field.from_db_value(values[index], None, db_connection)
+    return Message.from_db(db_connection.alias, _row_fields(), values)
 
 
 # --- sending --------------------------------------------------------------------------------------

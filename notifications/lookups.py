@@ -1,9 +1,10 @@
 """The one per-process cache of what the hot paths read from the database.
 
-Event types, active template versions, producers' allowed events, event keys, data validators
-and lane depths are read by every request or drain but change rarely (or, for depth, need only
-be roughly fresh); reading them each time was most of an API request's cost. Everything of that
-kind is kept here, in one dict, under (kind, key), for NOTIFY_LOOKUP_CACHE_SECONDS (or the ttl a
+Event types, active template versions, template versions by id (for rendering), producers' allowed
+events, event keys, data validators, lane pauses and lane depths are read by every request or drain
+but change rarely (or, for depth, need only be roughly fresh); reading them each time was most of
+an API request's cost. Everything of that kind is kept here, in one dict, under (kind, key), for
+NOTIFY_LOOKUP_CACHE_SECONDS (or the ttl a
 caller gives: NOTIFY_DEPTH_CACHE_SECONDS for lane depth).
 
 Clearing: every write that changes what is cached clears it all, at once and again when the
@@ -42,6 +43,18 @@ def cached(kind: str, key: Any, load: Callable[[], T], *, ttl: float | None = No
     seconds = settings.NOTIFY["LOOKUP_CACHE_SECONDS"] if ttl is None else ttl
     _entries[(kind, key)] = (now + seconds, value)
     return value
+
+
+def peek(kind: str, key: Any) -> Any:
+    """The value cached under (kind, key) if it is fresh, else None (loads nothing)."""
+    entry = _entries.get((kind, key))
+    return entry[1] if entry is not None and entry[0] > time.monotonic() else None
+
+
+def put(kind: str, key: Any, value: Any, *, ttl: float | None = None) -> None:
+    """Keep `value` under (kind, key) for `ttl` seconds (NOTIFY_LOOKUP_CACHE_SECONDS)."""
+    seconds = settings.NOTIFY["LOOKUP_CACHE_SECONDS"] if ttl is None else ttl
+    _entries[(kind, key)] = (time.monotonic() + seconds, value)
 
 
 def clear() -> None:

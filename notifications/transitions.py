@@ -14,6 +14,7 @@ The lifecycle diagram in the docs (`manage.py lifecycle_diagram`) is generated f
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,33 +79,101 @@ def claim(pks: Iterable[int], *, token: UUID, lease_until: datetime) -> int:
                  attempts=F("attempts") + 1)
 
 
+def claim_due(lane: str, limit: int, *, token: UUID, lease_until: datetime, now: datetime,
+              fields: tuple[str, ...], provider: str | None = None, unpinned: bool = True,
+              fresh_first: bool = False) -> list[tuple[Any, ...]]:
+    """PostgreSQL: the `claim` transition of up to `limit` due messages of `lane` in ONE
+    statement (an UPDATE of a SELECT ... FOR UPDATE SKIP LOCKED), returning `fields` of the rows
+    it moved, most urgent first. The same fields are set as by `claim`.
+
+    One round trip in autocommit instead of four (BEGIN, SELECT, UPDATE, COMMIT), and SQL text
+    built once per shape: the ORM's version cost ~4 ms of CPU per claim, which a transactional
+    drain (a claim per email or two) paid per email.
+    """
+    transition = TRANSITIONS["claim"]
+    sql = _claim_due_sql(fields, provider is not None, unpinned, fresh_first)
+    params: list[Any] = [transition.target.value, timezone.now(), token, lease_until, lane,
+                         *[s.value for s in transition.sources], now]
+    if provider is not None:
+        params.append(provider)
+    params += [limit, *[s.value for s in transition.sources]]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    order = [fields.index(f) for f in (("attempts",) if fresh_first else ())
+             + ("priority", "next_attempt_at", "id")]
+    return sorted(rows, key=lambda row: [row[i] for i in order])
+
+
+@functools.cache
+def _claim_due_sql(fields: tuple[str, ...], by_provider: bool, unpinned: bool,
+                   fresh_first: bool) -> str:
+    q = connection.ops.quote_name
+    table = q(Message._meta.db_table)
+    columns = [Message._meta.get_field(f).column for f in fields]
+    pinned = ""
+    if by_provider:
+        pinned = (f"AND ({q('provider')} = %s OR {q('provider')} = '') " if unpinned
+                  else f"AND {q('provider')} = %s ")
+    order = ", ".join(q(c) for c in (["attempts"] if fresh_first else [])
+                      + ["priority", "next_attempt_at", "id"])
+    return (
+        f"UPDATE {table} SET {q('status')} = %s, {q('updated_at')} = %s, "
+        f"{q('lease_token')} = %s, {q('lease_until')} = %s, "
+        f"{q('attempts')} = {q('attempts')} + 1 "
+        f"WHERE {q('id')} IN (SELECT {q('id')} FROM {table} WHERE {q('lane')} = %s "
+        f"AND {q('status')} IN (%s, %s) AND {q('next_attempt_at')} <= %s {pinned}"
+        f"ORDER BY {order} LIMIT %s FOR UPDATE SKIP LOCKED) "
+        f"AND {q('status')} IN (%s, %s) "
+        f"RETURNING {', '.join(f'{table}.{q(c)}' for c in columns)}"
+    )
+
+
 def mark_sent(pks: Iterable[int], *, token: UUID, provider: str,
               provider_ids: Mapping[int, str] | None = None) -> int:
     """processing -> sent through `provider`. `provider_ids` holds only ids that differ from our
-    Message-ID.
+    Message-ID (the others' provider_message_id is left blank).
 
     Over SMTP the provider's id IS our Message-ID (derivable from the pk), so only ESP ids are
     stored: a 500-branch CASE was a third of a drain's CPU.
     """
+    pks = list(pks)
+    provider_ids = provider_ids or {}
+    if connection.vendor == "postgresql" and pks:
+        return _mark_sent_pg(pks, token, provider, provider_ids)
     fields: dict[str, Any] = {"provider": provider}
-    if provider_ids and connection.vendor != "postgresql":
+    if provider_ids:
         fields["provider_message_id"] = Case(
             *[When(pk=pk, then=Value(value)) for pk, value in provider_ids.items()],
             default=Value(""), output_field=CharField(),
         )
-    moved = _move("mark_sent", _claimed(pks, token), sent_at=timezone.now(), lease_until=None,
-                  last_error="", **fields)
-    if provider_ids and connection.vendor == "postgresql":
-        # One UPDATE ... FROM (VALUES ...) instead of a CASE: Django resolving a CASE of one
-        # WHEN per message cost ~230 µs of the drain's CPU per email (3.7 ms per 16).
-        rows = list(provider_ids.items())
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f'UPDATE "{Message._meta.db_table}" AS m SET "provider_message_id" = v.pid '
-                f'FROM (VALUES {", ".join(["(%s::bigint, %s)"] * len(rows))}) AS v(id, pid) '
-                'WHERE m."id" = v.id AND m."lease_token" = %s AND m."status" = %s',
-                [part for row in rows for part in row] + [token, Status.SENT.value])
-    return moved
+    return _move("mark_sent", _claimed(pks, token), sent_at=timezone.now(), lease_until=None,
+                 last_error="", **fields)
+
+
+def _mark_sent_pg(pks: list[int], token: UUID, provider: str,
+                  provider_ids: Mapping[int, str]) -> int:
+    """mark_sent as ONE `UPDATE ... FROM (VALUES ...)` setting the same fields as the generic
+    path: the ORM's UPDATE plus a second statement for the ESP's ids cost a transactional drain
+    (an email or two per claim) two round trips and ~1 ms of CPU per email."""
+    transition = TRANSITIONS["mark_sent"]
+    now = timezone.now()
+    q = connection.ops.quote_name
+    sql = (
+        f"UPDATE {q(Message._meta.db_table)} AS m SET {q('status')} = %s, "
+        f"{q('updated_at')} = %s, {q('sent_at')} = %s, {q('lease_until')} = NULL, "
+        f"{q('last_error')} = '', {q('provider')} = %s, {q('provider_message_id')} = v.pid "
+        f"FROM (VALUES {', '.join(['(%s::bigint, %s::varchar)'] * len(pks))}) AS v(id, pid) "
+        f"WHERE m.{q('id')} = v.id AND m.{q('lease_token')} = %s "
+        f"AND m.{q('status')} IN ({', '.join(['%s'] * len(transition.sources))})"
+    )
+    params: list[Any] = [transition.target.value, now, now, provider]
+    for pk in pks:
+        params += [pk, provider_ids.get(pk, "")]
+    params += [token, *[source.value for source in transition.sources]]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
 
 
 def schedule_retry(pk: int, *, token: UUID, due: datetime, error: str, pin: str = "") -> int:

@@ -407,7 +407,11 @@ def test_a_provider_rate_spaces_the_sends_of_a_concurrent_drain(
 
     assert drain().sent == 30
 
-    times = [r.time for r in postmark.requests]
+    # The send starts the limiter schedules (taken on the send thread after its slot), not the
+    # fake's receipt times: on a loaded machine the fake's threads run late and bunch receipts.
+    # The provider-side check is the 4-worker e2e test's.
+    times = [a.started_at.timestamp() for a in DeliveryAttempt.objects.all()]
+    assert len(times) == 30 and len(postmark.requests) == 30
     assert most_in_one_second(times) <= 21  # the rate, +5%
     assert max(times) - min(times) >= 29 / 20 - 0.05
 
