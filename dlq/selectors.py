@@ -169,12 +169,10 @@ def _when(value: str, name: str, *, end: bool) -> datetime | None:
     if not value:
         return None
     try:
-        parsed = parse_datetime(value)
+        day = parse_date(value) if len(value) <= 10 else None
+        parsed = _day_bound(day, end=end) if day else parse_datetime(value)
         if parsed is None:
-            day = parse_date(value)
-            if day is None:
-                raise ValueError
-            parsed = _day_bound(day, end=end)
+            raise ValueError
     except ValueError:
         raise InvalidFilter(
             f"{name}: {value!r} is not a date (YYYY-MM-DD) or a date and time") from None

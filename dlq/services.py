@@ -38,7 +38,7 @@ def _dead_rows(pks: Iterable[int]) -> list[Message]:
 
 
 def dead_letters_requeue(*, pks: Iterable[int], repin: RePin | str = RePin.FAILED_ONLY,
-                         include_expired: bool = True, skip_checks: bool = False,
+                         include_expired: bool = False, skip_checks: bool = False,
                          now: datetime | None = None) -> ChunkResult:
     """Send the dead letters among `pks` again: dead -> pending, due now, with a fresh attempt
     budget and expiry, waking their lanes on commit.
