@@ -142,8 +142,9 @@ class DeadLetterFilter:
             params["pks"] = f"{len(self.pks)} selected"
         return ", ".join(f"{k}={v}" for k, v in params.items()) or "all dead letters"
 
-    def queryset(self) -> QuerySet[Message]:
-        rows = Message.objects.filter(status=Status.DEAD)
+    def queryset(self, base: QuerySet[Any] | None = None) -> QuerySet[Any]:
+        """The matching dead letters, from `base` (e.g. the admin's DeadLetter queryset)."""
+        rows = (Message.objects.all() if base is None else base).filter(status=Status.DEAD)
         if self.reason:
             rows = rows.filter(dead_reason=self.reason)
         if self.lane:

@@ -44,7 +44,8 @@ def test_each_part_makes_a_different_group(change: dict[str, str]) -> None:
 def test_normalising_keeps_the_words_and_the_enhanced_code_separately() -> None:
     text = "(550, b'5.1.1 <x@y.com>: Recipient \"abc123\" rejected, uuid " \
            "123e4567-e89b-12d3-a456-426614174000')"
-    assert normalise_error(text) == "(<n>, <esc> <<email>>: Recipient <value> rejected, uuid <uuid>)"
+    assert normalise_error(text) == (
+        "(<n>, <esc> <<email>>: Recipient <value> rejected, uuid <uuid>)")
     assert enhanced_status_code(text) == "5.1.1"
 
 
