@@ -20,7 +20,8 @@ from notifications.models import DeadReason, EventType
 # `died` presets: a relative window, turned into `since` when a filter is taken from a request.
 DIED = {"1h": ("Last hour", timedelta(hours=1)), "24h": ("Last 24 hours", timedelta(days=1)),
         "7d": ("Last 7 days", timedelta(days=7)), "30d": ("Last 30 days", timedelta(days=30))}
-FILTER_PARAMS = ("reason", "lane", "event_type", "domain", "signature", "since", "until", "q")
+FILTER_PARAMS = ("reason", "lane", "event_type", "domain", "signature", "since", "until", "q",
+                 "pks")
 
 
 def filter_from_request(params: Mapping[str, Any], *, pks: Any = None) -> DeadLetterFilter:
