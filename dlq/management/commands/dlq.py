@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import getpass
 import math
+import time
 from argparse import ArgumentParser
 from typing import Any
 
@@ -128,8 +129,10 @@ class Command(BaseCommand):
         if ran is None:
             raise CommandError(f"operation {operation.pk} has ended or another worker holds it")
         while not ran.is_final:
-            ran = operation_run(operation.pk, requeue_self=False) or \
-                Operation.objects.get(pk=operation.pk)
+            next_run = operation_run(operation.pk, requeue_self=False)
+            if next_run is None:  # another worker took it meanwhile: watch it
+                time.sleep(1)
+            ran = next_run or Operation.objects.get(pk=operation.pk)
         self.stdout.write(f"operation {ran.pk}: {ran.status}, {ran.done} of {ran.total} "
                           f"done, skipped {ran.skipped or 0}")
 
