@@ -50,6 +50,7 @@ from django.db import transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
+from dlq.signatures import failure_signature
 from notifications import lookups, transitions
 from notifications.content import message_render, versions_for
 from notifications.errors import RENDER, SendResult
@@ -295,7 +296,14 @@ def _record_failure(
             report.retried += transitions.schedule_retry(message.pk, token=token, due=due,
                                                          error=error, pin=pin)
             return
-    report.dead += transitions.kill([message.pk], token=token, reason=reason, error=error)
+    # From what the DeliveryAttempt row stores (truncated alike), so a backfill from the attempt
+    # computes the same signature.
+    signature = failure_signature(
+        dead_reason=reason, error_class=result.error_class[:200],
+        error_code=result.error_code[:40], error_message=result.error_message,
+        to_email=message.to_email)
+    report.dead += transitions.kill([message.pk], token=token, reason=reason, error=error,
+                                    signature=signature)
 
 
 def release_untried(messages: Sequence[Message], token: UUID, *, reason: str) -> int:

@@ -12,7 +12,6 @@ back, the Message row is gone and the wake-up never fires, so nothing is sent.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
@@ -40,7 +39,7 @@ from notifications.exceptions import (
     UnknownEvent,
 )
 from notifications.inserts import insert_messages, new_message
-from notifications.models import DeadReason, EventType, LaneState, Message, Producer, Status
+from notifications.models import EventType, LaneState, Message, Producer
 from notifications.schemas import validator_for
 from notifications.wakeups import wake_lane_on_commit
 from templates_app.exceptions import NoActiveTemplateVersion
@@ -232,32 +231,16 @@ def message_cancel(*, message: Message) -> bool:
 def messages_requeue(*, pks: Iterable[int]) -> int:
     """Send dead messages again with a fresh attempt budget and expiry. Returns how many moved.
 
-    The transition resets the retry bookkeeping (attempts, due time, lease, expiry) and this
-    wakes the lane, so the message really goes out again. A message that died because its
-    template did not render is pinned to the template's version active now, so fixing the
-    template (saving a new version) and requeueing is enough. Messages that are not dead are
+    A thin wrapper over the dead letter queue's service (dlq.services.dead_letters_requeue),
+    the one code path of every requeue: the transition resets the retry bookkeeping (attempts,
+    due time, lease, expiry) and the lane is woken, so the message really goes out again. A
+    message that died because its template did not render is re-pinned to the template's version
+    active now, so fixing the template and requeueing is enough. Messages that are not dead are
     left as they are and not counted.
     """
-    now = timezone.now()
-    rows = Message.objects.filter(pk__in=list(pks), status=Status.DEAD).select_related(
-        "event_type__template")
-    moved = 0
-    lanes = set()
-    for message in rows:
-        expiry = message.event_type.expiry
-        version_id = None
-        # No active version any more (TemplateUnavailable): keep the pinned one.
-        if message.dead_reason == DeadReason.RENDER_FAILED:
-            with contextlib.suppress(TemplateUnavailable):
-                version_id = _template_version(message.event_type, message.locale).pk
-        if transitions.requeue(message.pk, now=now,
-                               expires_at=(now + expiry) if expiry else None,
-                               template_version_id=version_id):
-            moved += 1
-            lanes.add(message.lane)
-    for lane in lanes:
-        wake_lane_on_commit(lane)
-    return moved
+    from dlq.services import dead_letters_requeue  # dlq builds on notifications, not the reverse
+
+    return dead_letters_requeue(pks=pks).moved
 
 
 def ensure_lanes() -> None:

@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from django.db.models import Case, CharField, F, Q, Value, When
 from django.utils import timezone
 
+from dlq.signatures import failure_signature
 from notifications.models import DeadReason, DeliveryAttempt, Message, Outcome, Status
 
 
@@ -56,6 +57,8 @@ TRANSITIONS: dict[str, Transition] = {
     "cancel": Transition((Status.PENDING, Status.RETRY), Status.CANCELLED, "cancelled"),
     "requeue": Transition((Status.DEAD,), Status.PENDING,
                           "operator requeues from DLQ (fresh attempts and expiry)"),
+    "discard": Transition((Status.DEAD,), Status.CANCELLED,
+                          "operator discards from DLQ (dead_reason kept as history)"),
 }
 
 LEASE_LOST = "worker lost while sending (lease expired); the email may have been sent"
@@ -194,10 +197,12 @@ def release(pks: Iterable[int], *, token: UUID, due: datetime, reason: str,
                  last_error=reason, **fields)
 
 
-def kill(pks: Iterable[int], *, token: UUID, reason: DeadReason, error: str) -> int:
-    """processing -> dead (the DLQ) with its reason."""
+def kill(pks: Iterable[int], *, token: UUID, reason: DeadReason, error: str,
+         signature: str = "") -> int:
+    """processing -> dead (the DLQ) with its reason and failure signature (dlq/signatures.py:
+    what the console groups dead letters by; "" only from callers that have no attempt)."""
     return _move("kill", _claimed(pks, token), dead_reason=DeadReason(reason), lease_until=None,
-                 last_error=error)
+                 last_error=error, failure_signature=signature)
 
 
 def lease_expired(message: Message, *, now: datetime) -> Status | None:
@@ -208,8 +213,12 @@ def lease_expired(message: Message, *, now: datetime) -> Status | None:
     moved it first."""
     with transaction.atomic():
         if message.attempts >= message.max_attempts:
+            # The same inputs as the lease_expired attempt recorded below (no class, no code).
+            signature = failure_signature(
+                dead_reason=DeadReason.MAX_ATTEMPTS, error_class="", error_code="",
+                error_message=LEASE_LOST, to_email=_recipient(message))
             moved = kill([message.pk], token=message.lease_token, reason=DeadReason.MAX_ATTEMPTS,
-                         error=LEASE_LOST)
+                         error=LEASE_LOST, signature=signature)
             target = Status.DEAD
         else:
             moved = _move("lease_expired", _claimed([message.pk], message.lease_token),
@@ -222,6 +231,14 @@ def lease_expired(message: Message, *, now: datetime) -> Status | None:
             outcome=Outcome.LEASE_EXPIRED, error_message=LEASE_LOST,
         )
     return target
+
+
+def _recipient(message: Message) -> str:
+    # The sweeper loads only the columns it needs: read the address without loading the row.
+    if "to_email" in message.get_deferred_fields():
+        return Message.objects.filter(pk=message.pk).values_list("to_email", flat=True).first() \
+            or ""
+    return message.to_email
 
 
 def cancel(pks: Iterable[int]) -> int:
@@ -238,6 +255,12 @@ def requeue(pk: int, *, now: datetime, expires_at: datetime | None,
         if template_version_id is not None else {}
     return _move("requeue", Q(pk=pk), attempts=0, next_attempt_at=now, lease_until=None,
                  lease_token=None, dead_reason="", expires_at=expires_at, **fields)
+
+
+def discard(pks: Iterable[int]) -> int:
+    """dead -> cancelled: the operator gave up on it. dead_reason, last_error and the failure
+    signature stay, so the history says why it died."""
+    return _move("discard", Q(pk__in=list(pks)), lease_until=None)
 
 
 def mermaid_diagram() -> str:

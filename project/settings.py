@@ -209,6 +209,30 @@ NOTIFY = {
     "SEND_AT_SKEW_SECONDS": 60,
 }
 
+# --- Dead letter queue operations and alerts (dlq/) -----------------------------------------------
+NOTIFY_DLQ = {
+    # A requeue/discard operation works in chunks of this many rows, one transaction each.
+    "CHUNK_SIZE": env_int("NOTIFY_DLQ_CHUNK_SIZE", 100, minimum=1),
+    # One operation task works this long (at most half of Q_TIMEOUT), then queues its successor.
+    "TASK_BUDGET_SECONDS": env_float("NOTIFY_DLQ_TASK_BUDGET_SECONDS", 20.0, minimum=1),
+    # An unfinished operation whose task holds no lease for this long is resumed.
+    "LEASE_GRACE_SECONDS": env_float("NOTIFY_DLQ_LEASE_GRACE_SECONDS", 30.0, minimum=1),
+    # The django-q2 cluster that runs operations and the alert check.
+    "CLUSTER": env.str("NOTIFY_DLQ_CLUSTER", default="bulk"),
+}
+NOTIFY_ALERTS = {
+    # Alert when the DLQ holds more than this many messages (0 = never).
+    "DLQ_SIZE": env_int("NOTIFY_ALERT_DLQ_SIZE", 1000, minimum=0),
+    # Alert when a lane's oldest due message has waited longer than this (0 = never).
+    "OLDEST_DUE_SECONDS": env_int("NOTIFY_ALERT_OLDEST_DUE_SECONDS", 600, minimum=0),
+    # Alert when a lane's cluster has not run a task (heartbeat) for this long (0 = never).
+    "HEARTBEAT_SECONDS": env_int("NOTIFY_ALERT_HEARTBEAT_SECONDS", 300, minimum=0),
+    # Who gets alert emails (comma list; empty = none) and an optional webhook (POST JSON).
+    "EMAILS": env.list("NOTIFY_ALERT_EMAILS", default=[]),
+    "WEBHOOK_URL": env.str("NOTIFY_ALERT_WEBHOOK_URL", default=""),
+    "WEBHOOK_TIMEOUT": env_float("NOTIFY_ALERT_WEBHOOK_TIMEOUT", 5.0, minimum=0.1),
+}
+
 # --- django-q2 ------------------------------------------------------------------------------------
 # One cluster per lane, selected with Q_CLUSTER_NAME=<lane> (qcluster --name is ignored on Linux).
 # All lanes share `name`, which is the signing salt for queued tasks.

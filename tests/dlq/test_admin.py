@@ -37,19 +37,35 @@ def test_the_dlq_lists_only_dead_messages_with_their_reason(admin_client: Any,
     assert "Order 1 confirmed" in detail.content.decode()
 
 
+def requeue_through_the_console(client: Any, pks: list[int], **form: Any) -> Any:
+    """Select, confirm with a reason, and run the operation's task as the cluster would."""
+    from dlq.models import Operation
+    from dlq.operations import operation_run
+
+    changelist = reverse("admin:dlq_deadletter_changelist")
+    confirm = client.post(changelist, {"action": "requeue_selected",
+                                       "_selected_action": pks})
+    assert confirm.status_code == 302 and "/confirm/requeue/" in confirm["Location"]
+    created = client.post(confirm["Location"], {"reason": "provider fixed",
+                                                "repin": "failed_only", **form})
+    assert created.status_code == 302, created.content.decode()
+    operation = Operation.objects.latest("id")
+    operation_run(operation.pk, budget=60, requeue_self=False)
+    return client.get(reverse("admin:dlq_operation_progress", args=[operation.pk]))
+
+
 def test_requeue_resets_the_retry_bookkeeping_and_wakes_the_lane(
     admin_client: Any, no_wakeups: list[str], django_capture_on_commit_callbacks: Any,
+    monkeypatch: Any,
 ) -> None:
+    monkeypatch.setattr("dlq.operations.async_task", lambda *a, **k: None)
     dead = dead_message()
     no_wakeups.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client.post(
-            reverse("admin:dlq_deadletter_changelist"),
-            {"action": "requeue", "_selected_action": [dead.pk]}, follow=True,
-        )
+        page = requeue_through_the_console(admin_client, [dead.pk]).content.decode()
 
-    assert "Requeued 1 message(s)." in response.content.decode()
+    assert "Done" in page and '<td id="op-done">1</td>' in page
     dead.refresh_from_db()
     assert (dead.status, dead.attempts, dead.dead_reason, dead.lease_until) == (
         Status.PENDING, 0, "", None)
@@ -74,21 +90,17 @@ def test_requeue_leaves_messages_that_are_no_longer_dead(
         Status.PENDING, Status.PENDING]
 
 
-def test_requeueing_a_row_that_left_the_dlq_meanwhile_is_an_admin_message(
-    admin_client: Any, no_wakeups: list[str],
+def test_requeueing_a_row_that_left_the_dlq_meanwhile_counts_nothing(
+    admin_client: Any, no_wakeups: list[str], monkeypatch: Any,
 ) -> None:
+    monkeypatch.setattr("dlq.operations.async_task", lambda *a, **k: None)
     dead = dead_message()
-    url = reverse("admin:dlq_deadletter_changelist")
-    admin_client.post(url, {"action": "requeue", "_selected_action": [dead.pk]})
+    requeue_through_the_console(admin_client, [dead.pk])
 
     # A second operator's page still lists it: the selection no longer matches a dead letter.
-    response = admin_client.post(url, {"action": "requeue", "_selected_action": [dead.pk]},
-                                 follow=True)
+    page = requeue_through_the_console(admin_client, [dead.pk]).content.decode()
 
-    assert response.status_code == 200
-    page = response.content.decode()
-    assert "Requeued 0 message(s)." in page
-    assert "1 selected message(s) were no longer dead letters" in page
+    assert '<td id="op-total">0</td>' in page and '<td id="op-done">0</td>' in page
     assert Message.objects.get(pk=dead.pk).status == Status.PENDING
 
 
@@ -110,8 +122,9 @@ def test_queue_stats_page_and_cancel_action(admin_client: Any, no_wakeups: list[
 
 
 def test_requeue_after_a_template_fix_renders_with_the_new_version(
-    admin_client: Any, outbox: list[Any], no_wakeups: list[str],
+    admin_client: Any, outbox: list[Any], no_wakeups: list[str], monkeypatch: Any,
 ) -> None:
+    monkeypatch.setattr("dlq.operations.async_task", lambda *a, **k: None)
     from notifications.delivery import drain_lane
     from templates_app.models import TemplateVersion
     from templates_app.services import template_version_create
@@ -125,8 +138,7 @@ def test_requeue_after_a_template_fix_renders_with_the_new_version(
 
     template_version_create(template=message.event_type.template, locale="en",
                             subject="Fixed {{ order_id }}", html_body="<p>fixed</p>")
-    admin_client.post(reverse("admin:dlq_deadletter_changelist"),
-                      {"action": "requeue", "_selected_action": [message.pk]})
+    requeue_through_the_console(admin_client, [message.pk])
     drain_lane("transactional", budget=2)
 
     message.refresh_from_db()
