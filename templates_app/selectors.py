@@ -88,7 +88,7 @@ class BlastRadius:
 
 
 def template_version_blast_radius(
-    *, version: TemplateVersion, cap: int = BLAST_RADIUS_CAP
+    *, version: TemplateVersion, cap: int | None = None
 ) -> BlastRadius:
     """What activating `version` would touch: the queued messages pinned to the version now
     active for its template and locale, per event type and lane.
@@ -98,6 +98,7 @@ def template_version_blast_radius(
     two small columns through the template_version FK index, so a million pinned rows cost the
     same as ten thousand; beyond the cap the breakdown covers the first `cap` rows.
     """
+    cap = BLAST_RADIUS_CAP if cap is None else cap
     replaced = (
         TemplateVersion.objects.select_related("template")
         .filter(template_id=version.template_id, locale=version.locale, is_active=True)
