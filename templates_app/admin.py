@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 from urllib.parse import urlencode
 
@@ -53,6 +54,8 @@ from templates_app.services import (
     template_version_create,
     template_version_test_send,
 )
+
+logger = logging.getLogger(__name__)
 
 ADD = "templates_app.add_templateversion"
 ACTIVATE = "templates_app.activate_templateversion"
@@ -496,11 +499,17 @@ class TemplateVersionAdmin(admin.ModelAdmin):
                 form.add_error("event_type", f"The version does not render with this sample"
                                              f" data: {exc}")
             else:
-                template_version_test_send(
-                    version=version, to_email=to_email, event_type=event_type, user=request.user)
-                self.message_user(request, f"Test email of {version} queued for {to_email}.",
-                                  messages.SUCCESS)
-                return HttpResponseRedirect(_url("change", version))
+                try:
+                    template_version_test_send(version=version, to_email=to_email,
+                                               event_type=event_type, user=request.user)
+                except Exception as exc:  # the task queue is down: say so, do not 500
+                    logger.exception("could not enqueue a test send of %s", version)
+                    form.add_error(None, f"The test send could not be queued ({exc}); the audit"
+                                         " log records the attempt. Try again shortly.")
+                else:
+                    self.message_user(request, f"Test email of {version} queued for"
+                                      f" {to_email}.", messages.SUCCESS)
+                    return HttpResponseRedirect(_url("change", version))
         context = self._context(request, original=version, form=form,
                                 title=f"Test send {version}")
         return TemplateResponse(

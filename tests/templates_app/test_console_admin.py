@@ -457,3 +457,17 @@ def test_lane_is_shown_for_bulk_event_types_too(operator, versions) -> None:
     assert "<tr><td>marketing.newsletter</td><td>bulk</td><td>2</td></tr>" in body
     assert '<span id="blast-radius-total">3</span>' in body
     assert Lane.BULK == "bulk"
+
+
+@pytest.mark.django_db(transaction=True)  # autocommit, as in production: on_commit runs at once
+def test_a_task_queue_failure_is_a_form_error_not_a_500(admin_client, versions, monkeypatch):
+    # admin_client, not an operator: an earlier transactional test may have flushed the groups.
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr("templates_app.services.async_task", broken)
+
+    response = admin_client.post(_url("test_send", versions[0]), {"to_email": "qa@example.com"})
+
+    assert response.status_code == 200
+    assert "could not be queued (broker unreachable)" in response.content.decode()
