@@ -1,4 +1,5 @@
-"""Demo event types and templates: the four events the lab names, ready to send."""
+"""Demo event types and templates: the four events the lab names, ready to send, each with
+sample data that template previews and test sends render with."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ DEMO: list[dict[str, Any]] = [
         "priority": 3,
         "max_attempts": 6,
         "expiry": None,
+        "sample": {"username": "ada.lovelace", "first_name": "Ada"},
         "schema": {
             "type": "object",
             "required": ["username"],
@@ -44,6 +46,11 @@ DEMO: list[dict[str, Any]] = [
         "priority": 2,
         "max_attempts": 8,
         "expiry": timedelta(days=1),
+        "sample": {
+            "order_id": "A-10472",
+            "total": "€42.50",
+            "items": [{"name": "Notebook", "qty": 2}, {"name": "Fountain pen", "qty": 1}],
+        },
         "schema": {
             "type": "object",
             "required": ["order_id", "total", "items"],
@@ -75,6 +82,7 @@ DEMO: list[dict[str, Any]] = [
         "priority": 0,
         "max_attempts": 5,
         "expiry": timedelta(hours=1),
+        "sample": {"reset_url": "https://example.com/reset/3f9c2a7e"},
         "schema": {
             "type": "object",
             "required": ["reset_url"],
@@ -91,6 +99,10 @@ DEMO: list[dict[str, Any]] = [
         "priority": 9,
         "max_attempts": 3,
         "expiry": timedelta(days=2),
+        "sample": {
+            "headline": "What's new this month",
+            "body": "Faster delivery, a new dashboard, and fewer emails you did not ask for.",
+        },
         "schema": {
             "type": "object",
             "required": ["headline", "body"],
@@ -119,8 +131,13 @@ def seed_demo() -> list[str]:
                 "description": spec["description"], "template": template, "lane": spec["lane"],
                 "priority": spec["priority"], "max_attempts": spec["max_attempts"],
                 "expiry": spec["expiry"], "data_schema": spec["schema"],
+                "sample_data": spec["sample"],
             },
         )
         if made:
             created.append(f"event type {spec['event']}")
+        else:
+            # Seeded before sample data existed: fill it in, never overwrite an operator's own.
+            EventType.objects.filter(key=spec["event"], sample_data={}).update(
+                sample_data=spec["sample"])
     return created

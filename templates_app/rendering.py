@@ -186,3 +186,32 @@ def render_subject(version: TemplateVersion, context: Mapping[str, Any]) -> str 
     except TemplateRenderError:
         return None
     return " ".join(subject.split())
+
+
+_FIELD_LABELS = {"subject": "Subject", "html_body": "HTML", "text_body": "Text"}
+
+
+@dataclass(frozen=True)
+class DraftPreview:
+    """Unsaved sources rendered with sample data, or why they cannot be: every compile error
+    (field and line), else the render error (which names its line)."""
+
+    rendered: RenderedEmail | None
+    errors: list[str]
+
+
+def render_draft(
+    *, subject: str, html_body: str, text_body: str, context: Mapping[str, Any]
+) -> DraftPreview:
+    """Render sources that are not saved (the editor's preview); never raises for bad sources."""
+    errors = [
+        f"{_FIELD_LABELS[e.field]}, line {e.line}: {e.reason}"
+        for e in compile_errors(subject=subject, html_body=html_body, text_body=text_body)
+    ]
+    if errors:
+        return DraftPreview(rendered=None, errors=errors)
+    draft = TemplateVersion(subject=subject, html_body=html_body, text_body=text_body)
+    try:
+        return DraftPreview(rendered=render_version(draft, context), errors=[])
+    except TemplateRenderError as exc:
+        return DraftPreview(rendered=None, errors=[str(exc)])
