@@ -10,6 +10,11 @@ Why `live_server` (a thread of this process) and not the platform in a subproces
   wake-ups recorded by `no_wakeups` instead of queued for django-q2.
 - Nothing to start, wait for or kill per run; the server lives for the session.
 
+tests/conftest.py's `demo` asks for `db`; pytest-django makes that transactional whenever the
+test also uses `live_server` or `transactional_db`, so the demo rows are committed and the
+server sees them. Each test ends with a flush; the migration's groups come back with it (the
+post_migrate handler in notifications/roles.py), so `olga` and `vic` are made per test.
+
 Why DJANGO_ALLOW_ASYNC_UNSAFE is set while the browser is open (and only then): between two
 calls, Playwright's sync API leaves its private event loop marked as running in this thread
 (playwright/_impl/_greenlets.py, wait_for_future), so Django's guard takes every ORM call of

@@ -1,4 +1,5 @@
-"""A viewer is refused every page that changes something; an operator reaches the same pages."""
+"""A viewer is refused every page that changes something; an operator reaches the same pages;
+a form posted without its CSRF token is refused to anyone."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
+from notifications.models import Message, Status
 from templates_app.models import Template
+from tests.browser import seed
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("demo")]
 
@@ -53,3 +56,18 @@ def test_an_operator_reaches_the_same_add_urls(page: Any, login: Any, olga: Any)
         response = page.goto(url)
         assert response is not None and response.status == 200, url
         expect(page.locator("input[name=_save]")).to_have_count(1)
+
+
+def test_an_operator_s_post_without_the_csrf_token_is_refused(
+    page: Any, login: Any, olga: Any, no_wakeups: list[str],
+) -> None:
+    dead = seed.dead_letter()
+    login(page, olga)
+
+    # The operator's own session cookie goes along; only the form's token is missing.
+    response = page.request.post("/admin/dlq/deadletter/", max_redirects=0, form={
+        "action": "requeue", "index": "0", "_selected_action": str(dead.pk)})
+
+    assert response.status == 403
+    assert "CSRF" in response.text()
+    assert Message.objects.get(pk=dead.pk).status == Status.DEAD
