@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 
 .PHONY: run test install migrate demo bench bench-delivery bench-provider bench-api bench-isolation \
-	bench-plots chaos lint clean
+	bench-plots chaos lint clean screenshots
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -69,3 +69,9 @@ bench-plots: install
 chaos: install
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	$(PY) bench/chaos.py $(CHAOS_ARGS)
+
+# docs/screenshots/*.png: the operator console at 1280x800, from a throwaway SQLite database with
+# demo data, photographed by Debian's Chromium (apt-get install chromium); the pages are the SHOTS
+# list in tests/browser/screenshots.py.
+screenshots: install
+	$(PY) -m tests.browser.screenshots $(SCREENSHOTS_ARGS)

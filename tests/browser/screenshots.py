@@ -1,0 +1,246 @@
+"""`make screenshots`: the operator console's pages as 1280x800 PNGs in docs/screenshots/.
+
+1. A throwaway folder holds a fresh SQLite database (DATABASE_URL, VAR_DIR point there); it is
+   migrated, so the `operators` and `viewers` groups exist as on a real install.
+2. Demo data, an operator `olga`, and messages in the statuses the services and transitions
+   lead to: sent (notify() then an in-process drain to Django's locmem backend), dead letters
+   of four kinds, a retry, one in flight, pending, scheduled, cancelled; a few audit entries.
+   Nothing is written with raw SQL or by setting a status field.
+3. The platform's web process (`manage.py runserver --noreload`, as `make run` starts it) on a
+   free port against that database.
+4. Debian's Chromium logs in as olga through the login form and photographs each entry of
+   SHOTS, in order, after its optional steps.
+
+To add a page, add one line to SHOTS: `Shot(name, url, steps)`. `url` may name the ids that
+`seed()` returns, as `{order_version}`; `steps(page)` runs after the page loaded (click, fill,
+run an action) and before the picture. `--only a,b` takes only those pictures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+from playwright.sync_api import Page, sync_playwright
+
+from tests.browser.chromium import admin_login, launch, new_page
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "docs" / "screenshots"
+OPERATOR = "olga"
+
+Step = Callable[[Page], None]
+
+
+@dataclass(frozen=True)
+class Shot:
+    name: str  # docs/screenshots/<name>.png
+    url: str  # relative to the server; may name ids from seed(), e.g. {order_version}
+    steps: Step | None = None  # run after the page loaded, before the picture
+
+
+def run_action(action: str) -> Step:
+    """Steps for a changelist: select every row, choose `action`, press Go (for pages behind an
+    action, such as a confirmation page)."""
+
+    def steps(page: Page) -> None:
+        page.check("#action-toggle")
+        page.select_option("select[name=action]", action)
+        page.click("button[name=index]")
+
+    return steps
+
+
+ORDER_DATA = quote(json.dumps(
+    {"order_id": 1042, "total": "$54.30",
+     "items": [{"name": "Green tea", "qty": 2}, {"name": "Teapot", "qty": 1}]}))
+
+SHOTS = [
+    Shot("admin-index", "/admin/"),
+    Shot("dead-letters", "/admin/dlq/deadletter/"),
+    Shot("messages", "/admin/notifications/message/"),
+    Shot("template-preview",
+         f"/admin/templates_app/templateversion/{{order_version}}/preview/?data={ORDER_DATA}"),
+    Shot("audit-log", "/admin/notifications/auditentry/"),
+    # The console pages of issue 9 being built now take one line each when they land, e.g.
+    # Shot("dashboard", "/admin/<its url>/"),
+    # Shot("dlq-groups", "/admin/dlq/deadletter/<its url>/"),
+    # Shot("requeue-confirmation", "/admin/dlq/deadletter/", run_action("requeue")),
+    # Shot("template-editor", "/admin/templates_app/<its url>/?template={order_template}"),
+]
+
+
+def seed() -> dict[str, int]:
+    """Fill the fresh database (Django is set up); returns ids that SHOTS' URLs may name."""
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from notifications.audit import audit_record
+    from notifications.delivery import drain_lane
+    from notifications.demo import seed_demo
+    from notifications.models import AuditAction, DeadReason
+    from notifications.roles import OPERATORS, VIEWERS
+    from notifications.services import message_cancel, notify
+    from templates_app.models import TemplateVersion
+    from tests.browser import seed as rows
+
+    call_command("migrate", verbosity=0)
+    seed_demo()
+    olga = rows.console_user(OPERATOR, OPERATORS)
+    rows.console_user("vic", VIEWERS)
+    settings.NOTIFY = {**settings.NOTIFY, "DRAIN_IDLE_SECONDS": 0.0}
+    order = rows.ORDER
+
+    # Sent: queued, then drained in this process to the locmem backend.
+    for n, to in enumerate(["ann@example.com", "bob@example.org", "chen@example.net"], 1):
+        notify(event="order.placed", to=to, data={**order, "order_id": 1000 + n})
+    notify(event="user.registered", to="dana@example.com", data={"username": "dana"})
+    notify(event="password.reset", to="eve@example.com",
+           data={"reset_url": "https://shop.example.com/reset/8f3a"})
+    drain_lane("transactional")
+    for n in range(4):
+        notify(event="marketing.newsletter", to=f"reader{n}@example.com", data=rows.NEWSLETTER)
+    drain_lane("bulk")
+
+    # Dead letters: claimed, then killed with the reasons a drain gives.
+    dead = rows.dead_letter(to="frank@example.com")
+    rows.dead_letter(to="gina@example.com")
+    rows.dead_letter(to="hal@oldmail.example.com", reason=DeadReason.PERMANENT_ERROR,
+                     error="smtplib.SMTPRecipientsRefused: 550 5.1.1 mailbox unavailable")
+    rows.dead_letter(to="ivy@example.com", reason=DeadReason.EXPIRED,
+                     error="expired before it could be sent")
+    rows.dead_letter(to="jo@example.com", event="marketing.newsletter", data=rows.NEWSLETTER,
+                     reason=DeadReason.PERMANENT_ERROR,
+                     error="anymail.exceptions.AnymailRecipientsRefused: inactive recipient")
+
+    # Waiting for a retry, in flight, pending, scheduled, cancelled (claims first: they take
+    # every due message of the lane).
+    rows.retrying(to="kim@example.com", error="smtplib.SMTPServerDisconnected: timed out")
+    rows.claimed(notify(event="order.placed", to="lee@example.com", data=order))
+    notify(event="order.placed", to="max@example.com", data=order)
+    notify(event="user.registered", to="nia@example.com", data={"username": "nia"},
+           send_at=timezone.now() + timedelta(hours=2))
+    message_cancel(message=notify(event="order.placed", to="oz@example.com", data=order))
+    for n in range(3):
+        notify(event="marketing.newsletter", to=f"fan{n}@example.com", data=rows.NEWSLETTER)
+
+    audit_record(user=olga, action=AuditAction.REQUEUE, target="dead letters: max_attempts",
+                 count=12, reason="provider outage over", filter={"dead_reason": "max_attempts"})
+    audit_record(user=olga, action=AuditAction.PAUSE, target="lane bulk",
+                 reason="bounce storm on the newsletter")
+    audit_record(user="shell-admin", action=AuditAction.RESUME, target="lane bulk",
+                 reason="bounces back to normal")
+
+    version = TemplateVersion.objects.get(template__key="order-confirmation", is_active=True)
+    return {"order_version": version.pk, "order_template": version.template_id, "dead": dead.pk}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"the web process exited ({server.returncode}):\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    sys.exit(f"the web process did not answer {url} within 60 s:\n{log.read_text()}")
+
+
+def shoot(base_url: str, ids: dict[str, int], shots: list[Shot], out: Path) -> list[Path]:
+    from tests.browser.seed import PASSWORD
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        page = new_page(browser, base_url)
+        # The admin's navigation sidebar closed (its own toggle, kept in localStorage): a
+        # changelist then shows all its columns at 1280 px.
+        page.add_init_script(
+            "window.localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
+        admin_login(page, OPERATOR, PASSWORD)
+        for shot in shots:
+            response = page.goto(shot.url.format(**ids))
+            if response is None or response.status != 200:
+                sys.exit(f"{shot.name}: {shot.url} answered "
+                         f"{response.status if response else 'nothing'}")
+            if shot.steps:
+                shot.steps(page)
+            page.wait_for_load_state("networkidle")
+            path = out / f"{shot.name}.png"
+            page.screenshot(path=str(path))
+            written.append(path)
+            print(f"  {path.relative_to(ROOT)}  {shot.url.format(**ids).split('?')[0]}")
+        browser.close()
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default="", help="comma-separated shot names")
+    args = parser.parse_args()
+    wanted = {n for n in args.only.split(",") if n}
+    unknown = wanted - {s.name for s in SHOTS}
+    if unknown:
+        sys.exit(f"no such shot: {', '.join(sorted(unknown))}")
+    shots = [s for s in SHOTS if not wanted or s.name in wanted]
+
+    with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
+        env = {
+            **os.environ,
+            "VAR_DIR": tmp,
+            "DATABASE_URL": f"sqlite:///{tmp}/db.sqlite3",
+            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+            "REDIS_URL": "",
+            "LOG_LEVEL": "WARNING",
+            "DJANGO_SETTINGS_MODULE": "project.settings",
+        }
+        os.environ.update(env)
+        import django
+
+        django.setup()
+        from django.db import connections
+
+        ids = seed()
+        connections.close_all()
+
+        port = free_port()
+        log = Path(tmp) / "web.log"
+        with open(log, "wb") as log_file:
+            server = subprocess.Popen(
+                [sys.executable, str(ROOT / "manage.py"), "runserver", f"127.0.0.1:{port}",
+                 "--noreload"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+            try:
+                base_url = f"http://127.0.0.1:{port}"
+                wait_until_up(f"{base_url}/admin/login/", server, log)
+                print(f"screenshots of {base_url} as {OPERATOR}:")
+                shoot(base_url, ids, shots, OUT)
+            finally:
+                server.terminate()
+                server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
