@@ -192,6 +192,16 @@ class Message(models.Model):
                 name="message_lease_idx",
             ),
             models.Index(fields=["status", "lane"], name="message_status_lane_idx"),
+            # Recipient lookups: the console's search by address, and the DLQ's "an
+            # equivalent message was already sent" check before a requeue (to_email IN ...).
+            models.Index(fields=["to_email"], name="message_to_email_idx"),
+            # A template activation's blast radius: the queued messages pinned to a version
+            # (the FK's own index holds every sent row too).
+            models.Index(
+                fields=["template_version"],
+                condition=models.Q(status__in=["pending", "retry", "processing"]),
+                name="message_queued_version_idx",
+            ),
             # The DLQ's grouped view: dead letters by failure signature, newest first.
             models.Index(
                 fields=["failure_signature", "updated_at"],
