@@ -182,6 +182,7 @@ class MessageAdmin(admin.ModelAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # facet counts would count the table
     paginator = EstimatingPaginator
+    list_per_page = 50
     inlines = [DeliveryAttemptInline]
     actions = ["requeue_messages", "cancel_messages"]
     readonly_fields = [f.name for f in Message._meta.fields] + [
@@ -215,6 +216,13 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_pause_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("notifications.pause_lane")
+
+    def action_checkbox(self, obj: Message) -> str:
+        """Django's checkbox, written directly: rendering a widget template per row was a
+        third of the changelist's time."""
+        return format_html('<input type="checkbox" name="{}" value="{}" class="action-select" '
+                           'aria-label="Select this object for an action - {}">',
+                           ACTION_CHECKBOX_NAME, obj.pk, str(obj))
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Any],
                            search_term: str) -> tuple[QuerySet[Any], bool]:
