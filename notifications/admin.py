@@ -176,8 +176,8 @@ class MessageAdmin(admin.ModelAdmin):
                    ("created_at", CreatedRangeFilter))
     # Matched by message_search (get_search_results), not as substrings.
     search_fields = ("to_email",)
-    search_help_text = ("An id, a Message-ID (<n123.abc@domain>), an idempotency key, a "
-                        "provider's message id, or a recipient address (or its start).")
+    search_help_text = ("An id, a Message-ID (<n123.abc@domain>), an idempotency key, or a "
+                        "recipient address (or its start).")
     list_select_related = ("event_type",)
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # facet counts would count the table

@@ -192,6 +192,10 @@ class Message(models.Model):
                 name="message_lease_idx",
             ),
             models.Index(fields=["status", "lane"], name="message_status_lane_idx"),
+            # The console's search by recipient: exact, or the start of an address (LIKE 'x%'
+            # needs the pattern opclass on PostgreSQL; other databases ignore opclasses).
+            models.Index(fields=["to_email"], name="message_to_email_idx",
+                         opclasses=["varchar_pattern_ops"]),
             # The DLQ's grouped view: dead letters by failure signature, newest first.
             models.Index(
                 fields=["failure_signature", "updated_at"],

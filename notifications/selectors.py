@@ -21,7 +21,7 @@ from django.db.models import Count, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
 from notifications import lookups
-from notifications.models import CLAIMABLE, LaneMinute, LaneState, Message, Status
+from notifications.models import CLAIMABLE, LaneMinute, LaneState, Message, Producer, Status
 from notifications.rollup import minute_of
 
 
@@ -264,11 +264,12 @@ def parse_message_id(text: str) -> int | None:
 
 def message_search(queryset: QuerySet[Message], term: str) -> QuerySet[Message]:
     """Messages matching an operator's search: an id, a Message-ID as the email carries it
-    (`<n123.abc@domain>`, with or without the brackets), an idempotency key, a provider's
-    message id, or a recipient address (exact, or the start of one).
+    (`<n123.abc@domain>`, with or without the brackets), an idempotency key, or a recipient
+    address (exact when it holds an @, else the start of one).
 
-    Each form is matched exactly on what it can be, so a search never scans the table for a
-    substring.
+    Each form is matched exactly on what it can be, through an index (the primary key,
+    message_to_email_idx, and the per-producer idempotency key index, asked once per producer:
+    there are few), so a search never scans the table.
     """
     term = term.strip()
     if not term:
@@ -276,11 +277,12 @@ def message_search(queryset: QuerySet[Message], term: str) -> QuerySet[Message]:
     pk = parse_message_id(term)
     if pk is not None:
         return queryset.filter(pk=pk)
-    match = Q(idempotency_key=term) | Q(provider_message_id=term)
+    producers = list(Producer.objects.values_list("pk", flat=True))
+    match = Q(producer_id__in=producers, idempotency_key=term)
     if term.isdigit() and len(term) < 19:
         match |= Q(pk=int(term))
     if "@" in term:
-        match |= Q(to_email=term) | Q(to_email=term.lower())
+        match |= Q(to_email__in={term, term.lower()})
     else:
         match |= Q(to_email__startswith=term)
     return queryset.filter(match)
