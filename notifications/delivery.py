@@ -67,6 +67,7 @@ from notifications.models import (
 )
 from notifications.providers import DEFAULT, Provider, configured
 from notifications.ratelimit import limiter_for
+from notifications.rollup import rollup_add
 from notifications.senders import Sender
 from notifications.wakeups import wake_lane, wake_taken
 from templates_app.exceptions import TemplateRenderError
@@ -270,6 +271,10 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
                 )
             )
         DeliveryAttempt.objects.bulk_create(attempt_rows)
+        # Last in the transaction: the rollup row's lock is then held only for the commit.
+        # One claim is one lane, so the chunk's lane is its first message's.
+        rollup_add(lane=outcomes[0].message.lane, at=now, sent=report.sent,
+                   failed=report.retried, dead=report.dead)
     return report
 
 

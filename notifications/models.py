@@ -192,9 +192,11 @@ class Message(models.Model):
                 name="message_lease_idx",
             ),
             models.Index(fields=["status", "lane"], name="message_status_lane_idx"),
-            # Recipient lookups: the console's search by address, and the DLQ's "an
-            # equivalent message was already sent" check before a requeue (to_email IN ...).
-            models.Index(fields=["to_email"], name="message_to_email_idx"),
+            # The console's search by recipient (exact, or the start of an address: LIKE 'x%'
+            # needs the pattern opclass on PostgreSQL; other databases ignore opclasses), and
+            # the DLQ's "an equivalent message was already sent" check (to_email IN ...).
+            models.Index(fields=["to_email"], name="message_to_email_idx",
+                         opclasses=["varchar_pattern_ops"]),
             # A template activation's blast radius: the queued messages pinned to a version
             # (the FK's own index holds every sent row too).
             models.Index(

@@ -27,6 +27,7 @@ from email_validator import EmailNotValidError
 
 from notifications import lookups, transitions
 from notifications.addresses import normalize_email
+from notifications.audit import audit_record
 from notifications.exceptions import (
     IdempotencyConflict,
     InvalidEventData,
@@ -39,7 +40,13 @@ from notifications.exceptions import (
     UnknownEvent,
 )
 from notifications.inserts import insert_messages, new_message
-from notifications.models import EventType, LaneState, Message, Producer
+from notifications.models import (
+    AuditAction,
+    EventType,
+    LaneState,
+    Message,
+    Producer,
+)
 from notifications.schemas import validator_for
 from notifications.wakeups import wake_lane_on_commit
 from templates_app.exceptions import NoActiveTemplateVersion
@@ -241,6 +248,29 @@ def messages_requeue(*, pks: Iterable[int]) -> int:
     from dlq.services import dead_letters_requeue  # dlq builds on notifications, not the reverse
 
     return dead_letters_requeue(pks=pks).moved
+
+
+def messages_cancel(*, pks: Iterable[int], user: Any, reason: str = "") -> int:
+    """An operator cancels messages not sent yet; audited (who, how many, why). Returns how
+    many were cancelled: the others were sent, dead or cancelled already, and are left as is."""
+    ids = list(pks)
+    with transaction.atomic():
+        cancelled = transitions.cancel(ids)
+        if cancelled:
+            audit_record(user=user, action=AuditAction.CANCEL, target=f"{cancelled} message(s)",
+                         count=cancelled, reason=reason, filter={"ids": ids})
+    return cancelled
+
+
+def messages_requeue_audited(*, pks: Iterable[int], user: Any, reason: str = "") -> int:
+    """An operator requeues dead messages (messages_requeue), audited. Returns how many moved."""
+    ids = list(pks)
+    with transaction.atomic():
+        moved = messages_requeue(pks=ids)
+        if moved:
+            audit_record(user=user, action=AuditAction.REQUEUE, target=f"{moved} message(s)",
+                         count=moved, reason=reason, filter={"ids": ids})
+    return moved
 
 
 def ensure_lanes() -> None:

@@ -113,7 +113,8 @@ def test_queue_stats_page_and_cancel_action(admin_client: Any, no_wakeups: list[
 
     response = admin_client.post(
         reverse("admin:notifications_message_changelist"),
-        {"action": "cancel_messages", "_selected_action": [message.pk]}, follow=True,
+        {"action": "cancel_messages", "_selected_action": [message.pk],
+         "confirm": "yes", "reason": "test"}, follow=True,  # past the confirmation page
     )
     assert "Cancelled 1 message(s)." in response.content.decode()
     assert Message.objects.get(pk=message.pk).status == Status.CANCELLED

@@ -1,0 +1,213 @@
+"""The operator dashboard's figures in one snapshot: lanes (notifications.selectors), django-q2
+clusters, providers (notifications.flow), and the per-minute chart as server-rendered SVG.
+
+The page renders a snapshot and its inline script refreshes the same snapshot as JSON
+(`snapshot_json`), so the numbers a test reads from the JSON are the numbers the page shows.
+
+Clusters: django-q2's own status (`Stat`, saved by each cluster every few seconds) is read when
+the broker keeps it where this process can see it: in Redis (REDIS_URL set). With the ORM broker
+it lives in each cluster's process-local cache (LocMemCache here), invisible to the web process,
+so each lane's cluster is judged by its heartbeat (LaneState.heartbeat_at, written by every
+drain and every sweep, at least every NOTIFY_SWEEP_MINUTES). Both are shown when both exist;
+each row says which source it comes from.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from notifications.flow import provider_states
+from notifications.providers import configured
+from notifications.selectors import CHART_MINUTES, LaneDashboard, heartbeats, lanes_dashboard
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT = "heartbeat"
+QSTAT = "django-q2 Stat"
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    name: str
+    up: bool
+    workers: int | None
+    last_seen: datetime | None
+    source: str  # HEARTBEAT or QSTAT
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ProviderState:
+    name: str
+    state: str  # closed, open, half_open
+    open_for: float
+    hold_for: float
+    trips: int
+    failing: int
+    rate_per_second: float | None  # the configured send rate; None = unlimited
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    at: datetime
+    lanes: list[LaneDashboard]
+    clusters: list[ClusterState]
+    providers: list[ProviderState]
+
+
+def heartbeat_max_age() -> timedelta:
+    """A lane's cluster is down when it has not beaten for this long (3 missed sweeps)."""
+    return timedelta(minutes=settings.NOTIFY["SWEEP_MINUTES"] * 3)
+
+
+def _configured_workers(lane: str) -> int | None:
+    alt = settings.Q_CLUSTER.get("ALT_CLUSTERS", {})
+    workers = alt.get(lane, {}).get("workers", settings.Q_CLUSTER.get("workers"))
+    return int(workers) if workers is not None else None
+
+
+def cluster_states(*, now: datetime) -> list[ClusterState]:
+    beats = heartbeats()
+    max_age = heartbeat_max_age()
+    clusters = []
+    for lane in settings.LANES:
+        beat = beats.get(lane)
+        clusters.append(ClusterState(
+            name=lane, up=beat is not None and now - beat <= max_age,
+            workers=_configured_workers(lane), last_seen=beat, source=HEARTBEAT,
+            detail="workers as configured"))
+    clusters.extend(_qstats())
+    return clusters
+
+
+def _qstats() -> list[ClusterState]:
+    if not getattr(settings, "REDIS_URL", ""):
+        return []  # the ORM broker keeps Stat in each cluster's own memory (see above)
+    try:
+        from django_q.conf import Conf
+        from django_q.humanhash import humanize
+        from django_q.status import Stat
+
+        stats = Stat.get_all()
+    except Exception:  # the dashboard must render while Redis is down
+        logger.warning("could not read django-q2 cluster status", exc_info=True)
+        return []
+    return [
+        ClusterState(
+            name=humanize(stat.cluster_id.hex), up=stat.status not in (Conf.STOPPED,),
+            workers=len(stat.workers), last_seen=stat.timestamp, source=QSTAT,
+            detail=f"{stat.status} on {stat.host} (pid {stat.pid})")
+        for stat in stats
+    ]
+
+
+def provider_rows() -> list[ProviderState]:
+    rate = settings.NOTIFY["PROVIDER_RATE_PER_SECOND"] or None
+    names = [p.name for p in configured()]
+    try:
+        views = provider_states(names)
+    except Exception:  # the store (Redis) is down: show the providers without their state
+        logger.warning("could not read the providers' flow state", exc_info=True)
+        return [ProviderState(n, "unknown", 0.0, 0.0, 0, 0, rate) for n in names]
+    return [ProviderState(name, v.state, v.open_for, v.hold_for, v.trips, v.failing, rate)
+            for name, v in views.items()]
+
+
+def snapshot() -> Snapshot:
+    now = timezone.now()
+    return Snapshot(at=now, lanes=lanes_dashboard(now=now), clusters=cluster_states(now=now),
+                    providers=provider_rows())
+
+
+# --- the chart ------------------------------------------------------------------------------------
+
+CHART_WIDTH = 590  # x of minute i is i * CHART_STEP
+CHART_STEP = CHART_WIDTH // (CHART_MINUTES - 1)
+CHART_HEIGHT = 100
+
+
+def chart_points(values: list[int], top: int) -> str:
+    """SVG polyline points: minute i at x = i * CHART_STEP, a value v at y = H - v * H / top."""
+    return " ".join(f"{i * CHART_STEP},{round(CHART_HEIGHT - v * CHART_HEIGHT / top, 1):g}"
+                    for i, v in enumerate(values))
+
+
+def chart_svg(lane: LaneDashboard) -> SafeString:
+    """Sent (green) and failed (retried or dead, red) per minute over the last hour."""
+    sent = [m.sent for m in lane.minutes]
+    failed = [m.failed + m.dead for m in lane.minutes]
+    top = max(1, *sent, *failed)
+    grid = format_html_join(
+        "", '<line x1="0" y1="{}" x2="{}" y2="{}" class="grid"/>',
+        ((y, CHART_WIDTH, y) for y in (0, CHART_HEIGHT // 2, CHART_HEIGHT)))
+    return format_html(
+        '<svg xmlns="http://www.w3.org/2000/svg" class="lane-chart" role="img" '
+        'viewBox="-40 -10 {w} {h}" width="{w}" height="{h}" data-lane="{lane}" data-top="{top}">'
+        "<title>{lane}: sent and failed per minute, last {n} minutes</title>{grid}"
+        '<text x="-6" y="4" text-anchor="end">{top}</text>'
+        '<text x="-6" y="{base}" text-anchor="end">0</text>'
+        '<text x="0" y="{label_y}">-{n} min</text>'
+        '<text x="{x_end}" y="{label_y}" text-anchor="end">now</text>'
+        '<polyline class="sent" fill="none" stroke="#2e7d32" stroke-width="2" points="{sent}"/>'
+        '<polyline class="failed" fill="none" stroke="#c62828" stroke-width="2" '
+        'points="{failed}"/></svg>',
+        w=CHART_WIDTH + 50, h=CHART_HEIGHT + 35, lane=lane.lane, top=top, n=CHART_MINUTES,
+        grid=grid, base=CHART_HEIGHT + 4, label_y=CHART_HEIGHT + 18, x_end=CHART_WIDTH,
+        sent=chart_points(sent, top), failed=chart_points(failed, top))
+
+
+# --- JSON -----------------------------------------------------------------------------------------
+
+def _seconds(delta: timedelta | None) -> float | None:
+    return round(delta.total_seconds(), 1) if delta is not None else None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def snapshot_json(snap: Snapshot) -> dict[str, Any]:
+    """The snapshot as the page's script and tests read it (charts as ready SVG markup)."""
+    return {
+        "at": _iso(snap.at),
+        "lanes": {
+            lane.lane: {
+                "by_status": {s: t.as_json() for s, t in lane.by_status.items()},
+                "depth": lane.depth,
+                "due": lane.due,
+                "oldest_due_age_seconds": _seconds(lane.oldest_due_age),
+                "sent_last_hour": lane.sent_last_hour,
+                "failed_last_hour": lane.failed_last_hour,
+                "dead_last_hour": lane.dead_last_hour,
+                "dead_last_day": lane.dead_last_day,
+                "failure_rate": lane.failure_rate,
+                "dlq": lane.by_status["dead"].value,
+                "paused": lane.paused,
+                "paused_by": lane.paused_by,
+                "pause_reason": lane.pause_reason,
+                "paused_at": _iso(lane.paused_at),
+                "chart": str(chart_svg(lane)),
+            }
+            for lane in snap.lanes
+        },
+        "clusters": [
+            {"name": c.name, "up": c.up, "workers": c.workers, "last_seen": _iso(c.last_seen),
+             "last_seen_age_seconds": _seconds(snap.at - c.last_seen) if c.last_seen else None,
+             "source": c.source, "detail": c.detail}
+            for c in snap.clusters
+        ],
+        "providers": [
+            {"name": p.name, "state": p.state, "open_for": round(p.open_for, 1),
+             "hold_for": round(p.hold_for, 1), "trips": p.trips, "failing": p.failing,
+             "rate_per_second": p.rate_per_second}
+            for p in snap.providers
+        ],
+    }

@@ -1,0 +1,49 @@
+"""The per-lane, per-minute rollup of what the drains recorded (LaneMinute): the dashboard's
+chart, failure rate and DLQ growth read it, so a refresh never counts the Message table.
+
+Written by the drain in the transaction that records a chunk of outcomes, as its last statement:
+one INSERT ... ON CONFLICT DO UPDATE that adds the chunk's counts to the minute's row (the same
+SQL on PostgreSQL and SQLite). Last, because the upsert locks the minute's row until commit and
+every drain of the lane writes that row: taken last, the lock is held only for the commit, so
+drains of one lane do not queue behind each other while they record.
+
+Plain SQL: it runs once per recorded chunk, on the delivery path, and the ORM has no upsert
+that adds to the existing values.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+
+from django.db import connection
+
+from notifications.models import LaneMinute
+
+
+def minute_of(moment: datetime) -> datetime:
+    """The start of the minute `moment` falls in (the rollup's key)."""
+    return moment.replace(second=0, microsecond=0)
+
+
+@cache
+def _upsert_sql() -> str:
+    q = connection.ops.quote_name
+    table = q(LaneMinute._meta.db_table)
+    adds = ", ".join(f"{q(c)} = {table}.{q(c)} + excluded.{q(c)}"
+                     for c in ("sent", "failed", "dead"))
+    return (
+        f"INSERT INTO {table} ({q('lane')}, {q('minute')}, {q('sent')}, {q('failed')}, "
+        f"{q('dead')}) VALUES (%s, %s, %s, %s, %s) "
+        f"ON CONFLICT ({q('lane')}, {q('minute')}) DO UPDATE SET {adds}"
+    )
+
+
+def rollup_add(*, lane: str, at: datetime, sent: int = 0, failed: int = 0, dead: int = 0) -> None:
+    """Add counts to `lane`'s row for the minute of `at` (created if missing). Nothing to add,
+    nothing written."""
+    if not (sent or failed or dead):
+        return
+    minute = connection.ops.adapt_datetimefield_value(minute_of(at))
+    with connection.cursor() as cursor:
+        cursor.execute(_upsert_sql(), [lane, minute, sent, failed, dead])
