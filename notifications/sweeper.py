@@ -18,6 +18,7 @@ from django.utils import timezone
 from notifications import transitions
 from notifications.lanes import lane_is_paused
 from notifications.models import CLAIMABLE, Message, Status
+from notifications.rollup import rollup_add
 from notifications.wakeups import heartbeat, wake_lane
 
 
@@ -41,6 +42,8 @@ def sweep_lane(lane: str, *, limit: int = 1000) -> SweepReport:
         moved_to = transitions.lease_expired(message, now=now)
         report.dead += moved_to == Status.DEAD
         report.requeued += moved_to == Status.RETRY
+    # The dashboard's DLQ growth counts these deaths too (the drain's rollup never saw them).
+    rollup_add(lane=lane, at=now, dead=report.dead)
     if lane_is_paused(lane):
         return report  # lane_resume wakes it
     if Message.objects.filter(lane=lane, status__in=CLAIMABLE, next_attempt_at__lte=now).exists():

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from notifications.delivery import claim_batch, drain_lane, message_id_for
 from notifications.flow import Gate, ProviderFlow
-from notifications.models import DeliveryAttempt, LaneState, Message, Status
+from notifications.models import DeliveryAttempt, LaneMinute, LaneState, Message, Status
 from notifications.services import notify
 from notifications.sweeper import sweep_lane
 from templates_app.models import TemplateVersion
@@ -266,6 +266,8 @@ def test_the_sweeper_dead_letters_a_lost_last_attempt(outbox: list[Any]) -> None
 
     message.refresh_from_db()
     assert (message.status, message.dead_reason) == (Status.DEAD, "max_attempts")
+    # ... and the dashboard's DLQ growth (the rollup) counts it.
+    assert list(LaneMinute.objects.values_list("lane", "dead")) == [("transactional", 1)]
 
 
 def test_a_late_worker_cannot_overwrite_a_message_the_sweeper_took_back(outbox: list[Any]) -> None:
