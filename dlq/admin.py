@@ -58,7 +58,7 @@ from dlq.selectors import (
     preview,
     search_q,
 )
-from notifications.admin import DeliveryAttemptInline
+from notifications.admin import DeliveryAttemptInline, ReadOnlyAdmin
 from notifications.content import message_render
 from notifications.delivery import message_id_for
 from notifications.exports import csv_response
@@ -361,20 +361,11 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
 
 @admin.register(Operation)
-class OperationAdmin(admin.ModelAdmin):
+class OperationAdmin(ReadOnlyAdmin):
     list_display = ("id", "progress_link", "kind", "status", "total", "done", "skipped_total",
                     "created_by_name", "created_at", "finished_at")
     list_filter = ("kind", "status")
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="progress")
     def progress_link(self, obj: Operation) -> str:

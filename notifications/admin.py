@@ -494,15 +494,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
 
 
-@admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
-    """Append-only: nobody adds, changes or deletes an entry (notifications/audit.py writes)."""
-
-    list_display = ("at", "username", "action", "target", "count", "reason")
-    list_filter = ("action", "username")
-    search_fields = ("target", "reason", "username")
-    date_hierarchy = "at"
-    readonly_fields = ("at", "user", "username", "action", "target", "filter", "count", "reason")
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A record nobody adds, changes or deletes in the admin: services write it."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -512,3 +505,14 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    """Append-only: nobody adds, changes or deletes an entry (notifications/audit.py writes)."""
+
+    list_display = ("at", "username", "action", "target", "count", "reason")
+    list_filter = ("action", "username")
+    search_fields = ("target", "reason", "username")
+    date_hierarchy = "at"
+    readonly_fields = ("at", "user", "username", "action", "target", "filter", "count", "reason")
