@@ -37,6 +37,10 @@ from django.contrib.auth.models import User
 from notifications.roles import OPERATORS, VIEWERS
 from tests.browser import seed
 
+# Real qcluster processes against the test database, stopped when each test ends (for the tests
+# that watch an operation run): the e2e tests' fixtures, not a copy of them.
+from tests.e2e.conftest import own_clusters, start_cluster  # noqa: F401
+
 # .ci/run installs Chromium and sets this: in CI a missing browser is a failure, not a skip.
 REQUIRED_ENV = "BROWSER_TESTS_REQUIRED"
 

@@ -64,6 +64,21 @@ def run_action(action: str) -> Step:
     return steps
 
 
+def fill_reason(page: Page) -> None:
+    page.fill("#id_reason", "Relay back up after the 451 storm; the expired ones stay dead.")
+    page.fill("#id_pace", "5")
+
+
+def edit_and_preview(page: Page) -> None:
+    """The editor with a changed subject and heading, previewed (not saved)."""
+    page.fill("#id_subject", "Order {{ order_id }} is confirmed: thank you!")
+    page.fill("#id_html_body", page.input_value("#id_html_body").replace(
+        "Thanks for your order", "Thank you for shopping with us"))
+    page.click("#draft-preview-button")
+    page.wait_for_selector("#draft-preview-status:has-text('Updated.')")
+    page.locator("#draft-preview").scroll_into_view_if_needed()
+
+
 ORDER_DATA = quote(json.dumps(
     {"order_id": 1042, "total": "$54.30",
      "items": [{"name": "Green tea", "qty": 2}, {"name": "Teapot", "qty": 1}]}))
@@ -75,11 +90,16 @@ SHOTS = [
     Shot("template-preview",
          f"/admin/templates_app/templateversion/{{order_version}}/preview/?data={ORDER_DATA}"),
     Shot("audit-log", "/admin/notifications/auditentry/"),
-    # The console pages of issue 9 being built now take one line each when they land, e.g.
-    # Shot("dashboard", "/admin/<its url>/"),
-    # Shot("dlq-groups", "/admin/dlq/deadletter/<its url>/"),
-    # Shot("requeue-confirmation", "/admin/dlq/deadletter/", run_action("requeue")),
-    # Shot("template-editor", "/admin/templates_app/<its url>/?template={order_template}"),
+    Shot("dlq-groups", "/admin/dlq/deadletter/groups/"),
+    Shot("requeue-confirmation", "/admin/dlq/deadletter/confirm/requeue/",
+         fill_reason),
+    Shot("operation-progress", "/admin/dlq/deadletter/operations/{operation}/"),
+    Shot("template-editor",
+         "/admin/templates_app/templateversion/add/?template={order_template}&locale=en",
+         edit_and_preview),
+    Shot("template-diff", "/admin/templates_app/templateversion/diff/"
+         "?template={order_template}&old={order_version}&new={order_draft}"),
+    # The dashboard takes one line when it lands: Shot("dashboard", "/admin/<its url>/"),
 ]
 
 
@@ -89,13 +109,16 @@ def seed() -> dict[str, int]:
     from django.core.management import call_command
     from django.utils import timezone
 
+    from dlq.operations import operation_create, operation_run
+    from dlq.selectors import DeadLetterFilter
     from notifications.audit import audit_record
     from notifications.delivery import drain_lane
     from notifications.demo import seed_demo
-    from notifications.models import AuditAction, DeadReason
+    from notifications.models import AuditAction, DeadReason, Message, Outcome
     from notifications.roles import OPERATORS, VIEWERS
     from notifications.services import message_cancel, notify
     from templates_app.models import TemplateVersion
+    from templates_app.services import template_version_create
     from tests.browser import seed as rows
 
     call_command("migrate", verbosity=0)
@@ -116,16 +139,31 @@ def seed() -> dict[str, int]:
         notify(event="marketing.newsletter", to=f"reader{n}@example.com", data=rows.NEWSLETTER)
     drain_lane("bulk")
 
-    # Dead letters: claimed, then killed with the reasons a drain gives.
-    dead = rows.dead_letter(to="frank@example.com")
-    rows.dead_letter(to="gina@example.com")
-    rows.dead_letter(to="hal@oldmail.example.com", reason=DeadReason.PERMANENT_ERROR,
-                     error="smtplib.SMTPRecipientsRefused: 550 5.1.1 mailbox unavailable")
-    rows.dead_letter(to="ivy@example.com", reason=DeadReason.EXPIRED,
-                     error="expired before it could be sent")
-    rows.dead_letter(to="jo@example.com", event="marketing.newsletter", data=rows.NEWSLETTER,
-                     reason=DeadReason.PERMANENT_ERROR,
-                     error="anymail.exceptions.AnymailRecipientsRefused: inactive recipient")
+    # Dead letters: claimed, one attempt recorded, then killed with the reasons and the failure
+    # signatures a drain gives; groups of different sizes for the groups page.
+    try_later = "smtplib.SMTPDataError: (451, b'4.3.0 try later')"
+    dead = rows.dead_letter(to="frank@example.com", error=try_later)
+    for name in ("gina", "hugo", "iris", "jack", "kate", "liam", "mona"):
+        rows.dead_letter(to=f"{name}@example.com", error=try_later)
+    # Sent already (same event, recipient and data as a sent message): the preview skips it.
+    rows.dead_letter(to="ann@example.com", data={**order, "order_id": 1001}, error=try_later)
+    for name in ("hal", "ida", "ned"):
+        rows.dead_letter(to=f"{name}@oldmail.example.com", reason=DeadReason.PERMANENT_ERROR,
+                         code="550",
+                         error="smtplib.SMTPRecipientsRefused: 550 5.1.1 mailbox unavailable")
+    for name in ("jo", "pat"):
+        rows.dead_letter(to=f"{name}@example.com", event="marketing.newsletter",
+                         data=rows.NEWSLETTER, reason=DeadReason.PERMANENT_ERROR, code="406",
+                         error="anymail.exceptions.AnymailRecipientsRefused: inactive recipient")
+    # A timeout after sending: it may have gone out, the preview warns.
+    rows.dead_letter(to="quinn@example.com", code="", outcome=Outcome.UNKNOWN,
+                     error="requests.exceptions.ReadTimeout: read timed out (10 s)")
+    # A password reset that died two hours ago: past its one-hour expiry, the preview skips it.
+    expired = rows.dead_letter(to="ivy@example.com", event="password.reset",
+                               data={"reset_url": "https://shop.example.com/reset/77c1"},
+                               error="smtplib.SMTPServerDisconnected: Connection unexpectedly "
+                                     "closed", code="")
+    Message.objects.filter(pk=expired.pk).update(created_at=timezone.now() - timedelta(hours=2))
 
     # Waiting for a retry, in flight, pending, scheduled, cancelled (claims first: they take
     # every due message of the lane).
@@ -145,8 +183,23 @@ def seed() -> dict[str, int]:
     audit_record(user="shell-admin", action=AuditAction.RESUME, target="lane bulk",
                  reason="bounces back to normal")
 
+    # An operation under way: a paced requeue of the biggest group, one chunk done (its task is
+    # run here once with no time budget, so it stops after that chunk, as if mid-run).
+    group = Message.objects.get(pk=dead.pk).failure_signature
+    operation = operation_create(kind="requeue", flt=DeadLetterFilter(signature=group),
+                                 reason="Relay back up after the 451 storm", user=olga, pace=2)
+    operation_run(operation.pk, budget=0, requeue_self=False)
+
+    # A second version of the order confirmation, saved but not active: the diff's right side.
     version = TemplateVersion.objects.get(template__key="order-confirmation", is_active=True)
-    return {"order_version": version.pk, "order_template": version.template_id, "dead": dead.pk}
+    draft = template_version_create(
+        template=version.template, locale="en", user=olga, activate=False,
+        subject="Order {{ order_id }} is confirmed: thank you!",
+        html_body=version.html_body.replace("Thanks for your order",
+                                            "Thank you for shopping with us"),
+        text_body=version.text_body + "\nQuestions? Just reply to this email.\n")
+    return {"order_version": version.pk, "order_template": version.template_id, "dead": dead.pk,
+            "order_draft": draft.pk, "operation": operation.pk}
 
 
 def free_port() -> int:

@@ -9,9 +9,10 @@ from typing import Any
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
+from dlq.signatures import failure_signature
 from notifications import transitions
 from notifications.delivery import claim_batch
-from notifications.models import DeadReason, Message
+from notifications.models import DeadReason, DeliveryAttempt, Message, Outcome
 from notifications.wakeups import wake_taken
 
 PASSWORD = "console-browser-pw"
@@ -40,12 +41,25 @@ def claimed(message: Message) -> Message:
 
 def dead_letter(*, to: str = "ann@example.com", event: str = "order.placed",
                 data: dict[str, Any] | None = None, reason: DeadReason = DeadReason.MAX_ATTEMPTS,
-                error: str = "smtplib.SMTPDataError: (451, b'4.3.0 try later')") -> Message:
-    """A message that went through notify(), was claimed and died (transitions.kill)."""
+                error: str = "smtplib.SMTPDataError: (451, b'4.3.0 try later')",
+                code: str = "451", outcome: Outcome | None = None) -> Message:
+    """A message that went through notify(), was claimed, failed once (a DeliveryAttempt with
+    `error`'s class, `code` and text, as the drain records it) and died (transitions.kill) with
+    the failure signature the drain computes from that attempt: what the groups page groups by."""
     from notifications.services import notify
 
     message = claimed(notify(event=event, to=to, data=ORDER if data is None else data))
-    transitions.kill([message.pk], token=message.lease_token, reason=reason, error=error)
+    error_class, _, text = error.partition(": ") if ": " in error else ("", "", error)
+    if outcome is None:
+        outcome = {DeadReason.PERMANENT_ERROR: Outcome.PERMANENT,
+                   DeadReason.EXPIRED: Outcome.EXPIRED}.get(reason, Outcome.TRANSIENT)
+    DeliveryAttempt.objects.create(
+        message_id=message.pk, number=1, started_at=message.lease_until, outcome=outcome,
+        error_class=error_class, error_code=code, error_message=text)
+    signature = failure_signature(dead_reason=reason, error_class=error_class, error_code=code,
+                                  error_message=text, to_email=to)
+    transitions.kill([message.pk], token=message.lease_token, reason=reason, error=error,
+                     signature=signature)
     return Message.objects.get(pk=message.pk)
 
 
