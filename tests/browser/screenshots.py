@@ -99,7 +99,7 @@ SHOTS = [
          edit_and_preview),
     Shot("template-diff", "/admin/templates_app/templateversion/diff/"
          "?template={order_template}&old={order_version}&new={order_draft}"),
-    # The dashboard takes one line when it lands: Shot("dashboard", "/admin/<its url>/"),
+    Shot("dashboard", "/admin/notifications/message/dashboard/"),
 ]
 
 
@@ -116,7 +116,9 @@ def seed() -> dict[str, int]:
     from notifications.demo import seed_demo
     from notifications.models import AuditAction, DeadReason, Message, Outcome
     from notifications.roles import OPERATORS, VIEWERS
+    from notifications.rollup import rollup_add
     from notifications.services import message_cancel, notify
+    from notifications.wakeups import heartbeat
     from templates_app.models import TemplateVersion
     from templates_app.services import template_version_create
     from tests.browser import seed as rows
@@ -198,6 +200,19 @@ def seed() -> dict[str, int]:
         html_body=version.html_body.replace("Thanks for your order",
                                             "Thank you for shopping with us"),
         text_body=version.text_body + "\nQuestions? Just reply to this email.\n")
+    # The last hour as the drains would have written it to the rollup (the dashboard's chart):
+    # transactional steady, a newsletter burst half an hour ago with a spell of failures.
+    now = timezone.now()
+    for minutes_ago in range(60, 0, -1):
+        at = now - timedelta(minutes=minutes_ago)
+        rollup_add(lane="transactional", at=at, sent=40 + (minutes_ago * 7) % 23,
+                   failed=1 if minutes_ago % 9 == 0 else 0)
+        burst = 25 <= minutes_ago <= 40
+        rollup_add(lane="bulk", at=at, sent=900 + (minutes_ago * 37) % 300 if burst else 0,
+                   failed=(120 if 30 <= minutes_ago <= 33 else 4) if burst else 0,
+                   dead=3 if minutes_ago == 31 else 0)
+    for lane in settings.LANES:
+        heartbeat(lane)
     return {"order_version": version.pk, "order_template": version.template_id, "dead": dead.pk,
             "order_draft": draft.pk, "operation": operation.pk}
 
