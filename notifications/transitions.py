@@ -95,11 +95,11 @@ def claim_due(lane: str, limit: int, *, token: UUID, lease_until: datetime, now:
     """
     transition = TRANSITIONS["claim"]
     sql = _claim_due_sql(fields, provider is not None, unpinned, fresh_first)
-    params: list[Any] = [transition.target.value, timezone.now(), token, lease_until, lane,
-                         *[s.value for s in transition.sources], now]
+    sources = [source.value for source in transition.sources]
+    params: list[Any] = [lane, *sources, now]
     if provider is not None:
         params.append(provider)
-    params += [limit, *[s.value for s in transition.sources]]
+    params += [limit, transition.target.value, timezone.now(), token, lease_until, *sources]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -120,14 +120,19 @@ def _claim_due_sql(fields: tuple[str, ...], by_provider: bool, unpinned: bool,
                   else f"AND {q('provider')} = %s ")
     order = ", ".join(q(c) for c in (["attempts"] if fresh_first else [])
                       + ["priority", "next_attempt_at", "id"])
+    # The pick is a MATERIALIZED CTE, run exactly once. As `WHERE id IN (SELECT ... LIMIT ...
+    # FOR UPDATE SKIP LOCKED)` the planner may put the locking subquery on the inner side of a
+    # nested loop and re-run it for every due row: measured on a fresh 20,000-row table (no
+    # statistics yet), one claim ran for 46 s and blocked the other drains' releases.
     return (
+        f"WITH picked AS MATERIALIZED (SELECT {q('id')} FROM {table} WHERE {q('lane')} = %s "
+        f"AND {q('status')} IN (%s, %s) AND {q('next_attempt_at')} <= %s {pinned}"
+        f"ORDER BY {order} LIMIT %s FOR UPDATE SKIP LOCKED) "
         f"UPDATE {table} SET {q('status')} = %s, {q('updated_at')} = %s, "
         f"{q('lease_token')} = %s, {q('lease_until')} = %s, "
         f"{q('attempts')} = {q('attempts')} + 1 "
-        f"WHERE {q('id')} IN (SELECT {q('id')} FROM {table} WHERE {q('lane')} = %s "
-        f"AND {q('status')} IN (%s, %s) AND {q('next_attempt_at')} <= %s {pinned}"
-        f"ORDER BY {order} LIMIT %s FOR UPDATE SKIP LOCKED) "
-        f"AND {q('status')} IN (%s, %s) "
+        f"FROM picked WHERE {table}.{q('id')} = picked.{q('id')} "
+        f"AND {table}.{q('status')} IN (%s, %s) "
         f"RETURNING {', '.join(f'{table}.{q(c)}' for c in columns)}"
     )
 
