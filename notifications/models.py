@@ -197,13 +197,6 @@ class Message(models.Model):
             # the DLQ's "an equivalent message was already sent" check (to_email IN ...).
             models.Index(fields=["to_email"], name="message_to_email_idx",
                          opclasses=["varchar_pattern_ops"]),
-            # A template activation's blast radius: the queued messages pinned to a version
-            # (the FK's own index holds every sent row too).
-            models.Index(
-                fields=["template_version"],
-                condition=models.Q(status__in=["pending", "retry", "processing"]),
-                name="message_queued_version_idx",
-            ),
             # The DLQ's grouped view: dead letters by failure signature, newest first.
             models.Index(
                 fields=["failure_signature", "updated_at"],

@@ -95,9 +95,9 @@ def template_version_blast_radius(
 
     Nothing is rewritten by an activation (messages keep their pinned, immutable version); this is
     what the operator should know before the switch. One query reads at most `cap` + 1 rows of
-    two small columns through the partial index of queued messages by version
-    (message_queued_version_idx: sent rows are not in it), so a million pinned rows cost the
-    same as ten thousand; beyond the cap the breakdown covers the first `cap` rows.
+    two small columns; PostgreSQL finds them through the status index (the queued rows are
+    few beside the sent ones), so a million sent rows pinned to the version cost nothing, and the
+    cap bounds a deep queue; beyond the cap the breakdown covers the first `cap` rows.
     """
     cap = BLAST_RADIUS_CAP if cap is None else cap
     replaced = (
