@@ -108,7 +108,8 @@ def test_requeue_resets_the_bookkeeping_and_can_repin(django_capture_on_commit_c
 def test_a_postgresql_claim_picks_its_rows_once_whatever_the_plan(django_db_blocker: Any) -> None:
     """The claim's locking pick (LIMIT ... FOR UPDATE SKIP LOCKED) must run exactly once. As an
     `id IN (subquery)` on a table without statistics, PostgreSQL re-ran it for every due row (a
-    nested loop): one claim of 200 among 20,000 due rows ran 46 s and held up the other drains."""
+    nested loop): one claim of 200 among 20,000 due rows ran 46 s and held up the other drains.
+    And the rows it picked are then found through the primary key, not by scanning the queue."""
     from django.db import connection
 
     from notifications.delivery import _row_fields
@@ -117,11 +118,11 @@ def test_a_postgresql_claim_picks_its_rows_once_whatever_the_plan(django_db_bloc
     if connection.vendor != "postgresql":
         pytest.skip("the one-statement claim is PostgreSQL's")
     notify_many([{"event": "marketing.newsletter", "to": f"r{i}@example.com",
-                  "data": {"headline": "h", "body": "b"}} for i in range(300)])
+                  "data": {"headline": "h", "body": "b"}} for i in range(3000)])
     now = timezone.now()
     sql = transitions._claim_due_sql(_row_fields(), False, True, False)
-    params = ["bulk", "pending", "retry", now, 10, "processing", now, "0" * 32,
-              now + timedelta(seconds=60), "pending", "retry"]
+    params = ["processing", now, "0" * 32, now + timedelta(seconds=60), "bulk", "pending",
+              "retry", now, 10]
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
         plan = cursor.fetchone()[0][0]["Plan"]
@@ -132,6 +133,18 @@ def test_a_postgresql_claim_picks_its_rows_once_whatever_the_plan(django_db_bloc
             found += lock_rows(child)
         return found
 
+    def scans(node: dict[str, Any]) -> list[tuple[str, str]]:
+        found = [(node["Node Type"], node.get("Index Name", ""))] if "Scan" in node[
+            "Node Type"] else []
+        for child in node.get("Plans", []):
+            if child.get("Parent Relationship") != "InitPlan":
+                found += scans(child)
+        return found
+
     [pick] = lock_rows(plan)
     assert pick["Actual Loops"] == 1
+    # ... and the rows it picked are updated through the primary key, not a scan of the queue.
+    outer = scans(plan)
+    assert {index for _, index in outer if index} == {"notifications_message_pkey"}, outer
+    assert "Seq Scan" not in {kind for kind, _ in outer}, outer
     assert Message.objects.filter(status=Status.PROCESSING).count() == 10
