@@ -12,7 +12,8 @@
    table this size in production: the visibility map and the planner's statistics).
 3. Times each page through Django's test client, logged in as an operator (the whole request:
    middleware, queries, template), after two warm-up requests: p50 and p95 beside the goal.
-4. Exits non-zero if a page's p95 misses the goal (300 ms). Drops the database unless --keep-db.
+4. Exits non-zero if a page's p95 misses the goal (300 ms; a requeue's dry run is shown without
+   one). Drops the database unless --keep-db.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ sys.path.insert(0, str(ROOT))
 from bench.pg import admin_sql, db_url  # noqa: E402
 
 GOAL_MS = 300.0
+# Pages timed and shown without the goal (the issue sets it for the dashboard and the lists):
+# a requeue's dry run reads every letter it would act on to say what it would skip and why.
+REPORTED_ONLY = ("requeue confirmation, one group (dry run)",)
 
 
 def log(msg: str) -> None:
@@ -76,7 +80,7 @@ SELECT
     created + interval '1 second', NULL,
     CASE WHEN s.status = 'dead' THEN 'AnymailRecipientsRefused: refused' ELSE '' END,
     CASE WHEN s.status = 'dead' THEN 'permanent_error' ELSE '' END,
-    '', '', CASE WHEN s.status = 'dead' THEN 'sig' || (i %% 7) ELSE '' END,
+    '', '', CASE WHEN s.status = 'dead' THEN left(md5((i %% 7)::text), 16) ELSE '' END,
     created, created, CASE WHEN s.status = 'sent' THEN created + interval '2 seconds' END
 FROM generate_series(1, %(n)s) AS i
 CROSS JOIN LATERAL (SELECT now() - (%(n)s - i) * (interval '30 days' / %(n)s) AS created) c
@@ -136,6 +140,8 @@ def pages() -> list[tuple[str, str]]:
     from notifications.models import Message
 
     some = Message.objects.filter(status="dead").order_by("-id").values_list("pk", flat=True)[0]
+    version, group = Message.objects.filter(pk=some).values_list(
+        "template_version_id", "failure_signature")[0]
     changelist = reverse("admin:notifications_message_changelist")
     return [
         ("dashboard", reverse("admin:notifications_message_dashboard")),
@@ -149,6 +155,13 @@ def pages() -> list[tuple[str, str]]:
         ("dead letters", reverse("admin:dlq_deadletter_changelist")),
         ("dead letters ?lane=transactional",
          reverse("admin:dlq_deadletter_changelist") + "?lane=transactional"),
+        ("dead letters, grouped", reverse("admin:dlq_deadletter_groups")),
+        ("a message's page", reverse("admin:notifications_message_change", args=[some])),
+        ("a dead letter's page", reverse("admin:dlq_deadletter_change", args=[some])),
+        ("requeue confirmation, one group (dry run)",
+         reverse("admin:dlq_deadletter_confirm", args=["requeue"]) + f"?signature={group}"),
+        ("template activation (blast radius)",
+         reverse("admin:templates_app_templateversion_activate", args=[version])),
     ]
 
 
@@ -201,12 +214,15 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep_db:
             admin_sql(f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)')
     print()
-    print(f"{'page':<36}{'p50 ms':>9}{'p95 ms':>9}{'goal ms':>9}  result")
+    print(f"{'page':<44}{'p50 ms':>9}{'p95 ms':>9}{'goal ms':>9}  result")
     missed = 0
     for name, p50, p95, _ in results:
+        if name in REPORTED_ONLY:
+            print(f"{name:<44}{p50:>9.1f}{p95:>9.1f}{'-':>9}  (no goal)")
+            continue
         ok = p95 < GOAL_MS
         missed += not ok
-        print(f"{name:<36}{p50:>9.1f}{p95:>9.1f}{GOAL_MS:>9.0f}  {'ok' if ok else 'MISSED'}")
+        print(f"{name:<44}{p50:>9.1f}{p95:>9.1f}{GOAL_MS:>9.0f}  {'ok' if ok else 'MISSED'}")
     print(f"\n{args.messages:,} messages, {args.runs} timed requests per page "
           f"(Django test client, operator, PostgreSQL)")
     return 1 if missed else 0
