@@ -145,8 +145,17 @@ def test_four_workers_on_two_clusters_share_one_provider_rate(own_clusters: Any,
         final = wait_final(pks, timeout=90)
 
         assert {m.status for m in final.values()} == {"sent"}
+        # The limiter governs when each send starts (DeliveryAttempt.started_at, taken by the
+        # send thread after its slot, on this host's clock shared by all four workers): no
+        # second holds more than the rate + 5%. The fake's receipt times are read by handler
+        # threads in this test process, which a busy CI machine runs late and in bunches (48 in
+        # one second was seen once), so at the provider the check is the average rate.
+        starts = [a.started_at.timestamp() for a in DeliveryAttempt.objects.filter(
+            message_id__in=pks)]
+        assert len(starts) >= len(pks)
+        assert most_in_one_second(starts) <= rate * 1.05
         times = [r.time for r in fake.requests]
-        assert most_in_one_second(times) <= rate * 1.05
+        assert max(times) - min(times) >= (len(times) - 1) / rate * 0.95
         workers = set(DeliveryAttempt.objects.filter(message_id__in=pks)
                       .values_list("worker", flat=True))
         assert len(workers) >= 3  # most of the four workers took part
