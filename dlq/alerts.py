@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,7 @@ from dlq.models import AlertState
 from notifications.models import CLAIMABLE, LaneState, Message, Status
 
 logger = logging.getLogger(__name__)
+_CHECKER_STARTED = time.monotonic()  # when this process first imported the check
 
 SCHEDULE_NAME = "dlq-minute-check"
 
@@ -74,7 +76,12 @@ def firing_conditions(now: datetime | None = None) -> list[Condition]:
                         f"(threshold {conf['OLDEST_DUE_SECONDS']} s)."))
         if conf["HEARTBEAT_SECONDS"]:
             beat = state.heartbeat_at if state else None
-            if beat is None or (now - beat).total_seconds() > conf["HEARTBEAT_SECONDS"]:
+            # "Never seen" only once the checker itself has run that long: on a fresh start the
+            # first check can come before any cluster's first beat (an alert, then at once a
+            # "resolved", on every new deployment).
+            starting = time.monotonic() - _CHECKER_STARTED < conf["HEARTBEAT_SECONDS"]
+            if (beat is None and not starting) or (
+                    beat is not None and (now - beat).total_seconds() > conf["HEARTBEAT_SECONDS"]):
                 seen = f"last seen {beat:%Y-%m-%d %H:%M:%S} UTC" if beat else "never seen"
                 firing.append(Condition(
                     f"heartbeat:{lane}",
