@@ -75,8 +75,8 @@ def lane_is_full(lane: str) -> bool:
         return False
 
     def over_mark() -> bool:
-        waiting = Message.objects.filter(lane=lane, status__in=CLAIMABLE).values("pk")[:mark + 1]
-        return waiting.count() > mark
+        waiting = Message.objects.filter(lane=lane, status__in=CLAIMABLE)
+        return capped_count(waiting, mark) is None
 
     return lookups.cached("lane_full", (lane, mark), over_mark, ttl=conf["DEPTH_CACHE_SECONDS"])
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -253,23 +253,24 @@ def messages_requeue(*, pks: Iterable[int]) -> int:
 def messages_cancel(*, pks: Iterable[int], user: Any, reason: str = "") -> int:
     """An operator cancels messages not sent yet; audited (who, how many, why). Returns how
     many were cancelled: the others were sent, dead or cancelled already, and are left as is."""
-    ids = list(pks)
-    with transaction.atomic():
-        cancelled = transitions.cancel(ids)
-        if cancelled:
-            audit_record(user=user, action=AuditAction.CANCEL, target=f"{cancelled} message(s)",
-                         count=cancelled, reason=reason, filter={"ids": ids})
-    return cancelled
+    return _audited(AuditAction.CANCEL, transitions.cancel, pks=pks, user=user, reason=reason)
 
 
 def messages_requeue_audited(*, pks: Iterable[int], user: Any, reason: str = "") -> int:
     """An operator requeues dead messages (messages_requeue), audited. Returns how many moved."""
+    return _audited(AuditAction.REQUEUE, lambda ids: messages_requeue(pks=ids), pks=pks,
+                    user=user, reason=reason)
+
+
+def _audited(action: AuditAction, move: Callable[[list[int]], int], *, pks: Iterable[int],
+             user: Any, reason: str) -> int:
+    """`move(ids)` and, if it moved any, one audit entry for them, in one transaction."""
     ids = list(pks)
     with transaction.atomic():
-        moved = messages_requeue(pks=ids)
+        moved = move(ids)
         if moved:
-            audit_record(user=user, action=AuditAction.REQUEUE, target=f"{moved} message(s)",
-                         count=moved, reason=reason, filter={"ids": ids})
+            audit_record(user=user, action=action, target=f"{moved} message(s)", count=moved,
+                         reason=reason, filter={"ids": ids})
     return moved
 
 
