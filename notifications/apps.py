@@ -13,8 +13,13 @@ class NotificationsConfig(AppConfig):
         from notifications import checks, lookups, receivers, roles, schedules  # noqa: F401 (checks)
         from notifications.priority import apply_lane_priority
 
+        from anymail.signals import tracking as anymail_tracking
+
+        from notifications.tracking import on_tracking
+
         lookups.connect()
         receivers.connect()
+        anymail_tracking.connect(on_tracking, dispatch_uid="notifications-tracking")
         apply_lane_priority(sys.argv, os.environ)
         post_migrate.connect(schedules.ensure_schedules, sender=self)
         post_migrate.connect(roles.sync_roles_after_migrate, dispatch_uid="notifications-roles")

@@ -69,6 +69,7 @@ from notifications.providers import DEFAULT, Provider, configured
 from notifications.ratelimit import limiter_for
 from notifications.rollup import rollup_add
 from notifications.senders import Sender
+from notifications.suppression import stop_suppressed
 from notifications.wakeups import wake_lane, wake_taken
 from templates_app.exceptions import TemplateRenderError
 from templates_app.rendering import RenderedEmail
@@ -101,6 +102,7 @@ class DrainReport:
     retried: int = 0
     dead: int = 0
     released: int = 0
+    suppressed: int = 0
     batches: int = 0
     paused: bool = False  # ended because an operator paused the lane
 
@@ -112,6 +114,7 @@ class DrainReport:
         self.retried += other.retried
         self.dead += other.dead
         self.released += other.released
+        self.suppressed += other.suppressed
 
 
 # --- claiming -------------------------------------------------------------------------------------
@@ -373,6 +376,11 @@ def process_batch(sender: Sender, batch: list[Message], flow: ProviderFlow, dead
                 outcomes.append(Attempted(message, expired, now, 0))
             else:
                 live.append(message)
+        unexpired = len(live)
+        # The suppression list, as it is now: an address suppressed while its message waited
+        # is never mailed (one indexed query per claim).
+        live = stop_suppressed(live, claimed=True) if live else live
+        report.suppressed += unexpired - len(live)
         ready, failed = render_batch(live) if live else ([], [])
         outcomes.extend(failed)
         return ready

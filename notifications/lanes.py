@@ -45,7 +45,8 @@ def lane_resume(*, lane: str, user: Any, reason: str = "") -> bool:
     _check(lane)
     with transaction.atomic():
         changed = LaneState.objects.filter(lane=lane, paused=True).update(
-            paused=False, paused_at=None, paused_by="", pause_reason="")
+            paused=False, paused_at=None, paused_by="", pause_reason="",
+            resumed_at=timezone.now())
         if changed:
             audit_record(user=user, action=AuditAction.RESUME, target=f"lane {lane}",
                          reason=reason)

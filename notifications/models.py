@@ -23,11 +23,22 @@ class Status(models.TextChoices):
     SENT = "sent", "Sent"
     DEAD = "dead", "Dead (in the DLQ)"
     CANCELLED = "cancelled", "Cancelled"
-    SUPPRESSED = "suppressed", "Suppressed"
+    SUPPRESSED = "suppressed", "Suppressed (recipient on the suppression list)"
+    # What the provider's tracking webhooks said after it accepted the email (tracking.py).
+    DELIVERED = "delivered", "Delivered"
+    BOUNCED = "bounced", "Bounced"
+    COMPLAINED = "complained", "Complained (marked as spam)"
 
 
 # Statuses a drain may claim (when due).
 CLAIMABLE = (Status.PENDING, Status.RETRY)
+# The provider accepted it: sent, and whatever its tracking webhooks said since.
+ACCEPTED = (Status.SENT, Status.DELIVERED, Status.BOUNCED, Status.COMPLAINED)
+
+
+class Bounce(models.TextChoices):
+    HARD = "hard", "Hard (the address does not exist or refuses mail)"
+    SOFT = "soft", "Soft (temporary: mailbox full, greylisted, too large)"
 
 
 class Outcome(models.TextChoices):
@@ -102,6 +113,13 @@ class EventType(models.Model):
         default=5, help_text="0 is sent first; 9 last. Within a lane, lower numbers go first."
     )
     max_attempts = models.PositiveSmallIntegerField(default=5)
+    category = models.SlugField(
+        max_length=100, blank=True,
+        help_text="What recipients unsubscribe from (e.g. newsletter); empty: the event key.")
+    unsubscribe_exempt = models.BooleanField(
+        default=False,
+        help_text="Sent even to recipients who unsubscribed (password resets, receipts). Never "
+                  "exempt from hard bounces or complaints.")
     expiry = models.DurationField(
         null=True,
         blank=True,
@@ -120,6 +138,10 @@ class EventType(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+    @property
+    def unsubscribe_category(self) -> str:
+        return self.category or self.key
 
 
 class Message(models.Model):
@@ -160,6 +182,11 @@ class Message(models.Model):
     provider = models.CharField(max_length=40, blank=True)
     # Set when it dies (dlq/signatures.py): what dead letters are grouped by in the console.
     failure_signature = models.CharField(max_length=64, blank=True)
+    # Set by transitions.bounce: a soft bounce may still become hard, never the other way.
+    bounce = models.CharField(max_length=4, blank=True, choices=Bounce.choices)
+    # Set by transitions.suppress: the suppression-list entry that stopped it.
+    suppressed_by = models.ForeignKey(
+        "Suppression", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -203,6 +230,13 @@ class Message(models.Model):
                 condition=models.Q(status="dead"),
                 name="message_dead_signature_idx",
             ),
+            # Tracking webhooks find their message by the ESP's id when no notification_id
+            # metadata came back. SMTP stores none (it is our Message-ID), so the index is small.
+            models.Index(
+                fields=["provider_message_id"],
+                condition=~models.Q(provider_message_id=""),
+                name="message_provider_id_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -243,6 +277,9 @@ class LaneState(models.Model):
     paused_at = models.DateTimeField(null=True, blank=True)
     paused_by = models.CharField(max_length=150, blank=True)
     pause_reason = models.CharField(max_length=500, blank=True)
+    resumed_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Last resume: the reputation guard judges only what was sent since.")
 
     def __str__(self) -> str:
         return self.lane
@@ -257,6 +294,7 @@ class LaneMinute(models.Model):
     sent = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0, help_text="Transient or unknown: retried.")
     dead = models.PositiveIntegerField(default=0, help_text="Moved to the DLQ.")
+    suppressed = models.PositiveIntegerField(default=0, help_text="Stopped by the suppression list.")
 
     class Meta:
         ordering = ["-minute", "lane"]
@@ -308,6 +346,9 @@ class AuditAction(models.TextChoices):
     TEMPLATE_EDIT = "template_edit", "New template version"
     TEMPLATE_TEST_SEND = "template_test_send", "Template test send"
     OPERATION_CANCEL = "operation_cancel", "Cancel an operation"
+    SUPPRESS = "suppress", "Add to the suppression list"
+    UNSUPPRESS = "unsuppress", "Remove from the suppression list"
+    SUPPRESS_IMPORT = "suppress_import", "Import suppressions"
 
 
 class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
@@ -351,3 +392,82 @@ class AuditEntry(models.Model):
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise TypeError("the audit log is append-only")
+
+
+class SuppressionReason(models.TextChoices):
+    """Why an address is suppressed, strongest first (a stronger reason replaces a weaker one)."""
+
+    COMPLAINT = "complaint", "Complaint (marked as spam)"
+    HARD_BOUNCE = "hard_bounce", "Hard bounce"
+    SOFT_BOUNCES = "soft_bounces", "Repeated soft bounces"
+    MANUAL = "manual", "Added by an operator"
+    UNSUBSCRIBE = "unsubscribe", "Unsubscribed"
+
+
+class Suppression(models.Model):
+    """One address that must not get mail of `scope` ("" = any mail). Written only by
+    notifications.suppression; removing one deactivates it (the row stays as history)."""
+
+    email = models.CharField(max_length=254, help_text="Lower-cased address.")
+    scope = models.CharField(
+        max_length=100, blank=True,
+        help_text="The category it applies to (an unsubscribe); empty: every email.")
+    reason = models.CharField(max_length=20, choices=SuppressionReason.choices)
+    active = models.BooleanField(default=True)
+    source = models.CharField(max_length=200, blank=True,
+                              help_text="What added it: a webhook event, one-click, an operator.")
+    note = models.TextField(blank=True)
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+", help_text="The email whose event caused it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["email", "scope"], name="one_suppression_per_scope")]
+        indexes = [models.Index(fields=["email"], condition=models.Q(active=True),
+                                name="suppression_active_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.scope or 'all mail'}: {self.reason})"
+
+
+class TrackingEvent(models.Model):
+    """One event an ESP's tracking webhook reported (through Anymail), stored once: a replay of
+    the same event (same ESP, same `dedupe_key`) is ignored. `message` is empty while no message
+    matches (kept and retried by notifications.tracking.tracking_catch_up)."""
+
+    esp = models.CharField(max_length=40)
+    dedupe_key = models.CharField(
+        max_length=64, help_text="The ESP's event id, else a hash of message, type and time.")
+    event_type = models.CharField(max_length=20, help_text="Anymail's normalized event type.")
+    bounce = models.CharField(max_length=4, blank=True, choices=Bounce.choices)
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="tracking_events")
+    notification_id = models.CharField(max_length=40, blank=True,
+                                       help_text="Our id, from the metadata the ESP sent back.")
+    provider_message_id = models.CharField(max_length=200, blank=True)
+    recipient = models.CharField(max_length=254, blank=True)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    reject_reason = models.CharField(max_length=40, blank=True)
+    description = models.TextField(blank=True)
+    mta_response = models.TextField(blank=True)
+    lane = models.CharField(max_length=20, blank=True, help_text="The message's, once matched.")
+    applied = models.BooleanField(default=False, help_text="Its effect on the message is done.")
+    raw = models.JSONField(default=dict, blank=True, help_text="The ESP's event as posted.")
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["esp", "dedupe_key"], name="one_tracking_event")]
+        indexes = [
+            models.Index(fields=["received_at"], condition=models.Q(applied=False),
+                         name="tracking_unapplied_idx"),
+            models.Index(fields=["lane", "event_type", "received_at"],
+                         name="tracking_lane_type_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.esp} {self.event_type} #{self.message_id or '?'}"

@@ -26,24 +26,28 @@ def minute_of(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
+_COUNTS = ("sent", "failed", "dead", "suppressed")
+
+
 @cache
 def _upsert_sql() -> str:
     q = connection.ops.quote_name
     table = q(LaneMinute._meta.db_table)
     adds = ", ".join(f"{q(c)} = {table}.{q(c)} + excluded.{q(c)}"
-                     for c in ("sent", "failed", "dead"))
+                     for c in _COUNTS)
     return (
-        f"INSERT INTO {table} ({q('lane')}, {q('minute')}, {q('sent')}, {q('failed')}, "
-        f"{q('dead')}) VALUES (%s, %s, %s, %s, %s) "
+        f"INSERT INTO {table} ({q('lane')}, {q('minute')}, "
+        f"{', '.join(q(c) for c in _COUNTS)}) VALUES (%s, %s, %s, %s, %s, %s) "
         f"ON CONFLICT ({q('lane')}, {q('minute')}) DO UPDATE SET {adds}"
     )
 
 
-def rollup_add(*, lane: str, at: datetime, sent: int = 0, failed: int = 0, dead: int = 0) -> None:
+def rollup_add(*, lane: str, at: datetime, sent: int = 0, failed: int = 0, dead: int = 0,
+               suppressed: int = 0) -> None:
     """Add counts to `lane`'s row for the minute of `at` (created if missing). Nothing to add,
     nothing written."""
-    if not (sent or failed or dead):
+    if not (sent or failed or dead or suppressed):
         return
     minute = connection.ops.adapt_datetimefield_value(minute_of(at))
     with connection.cursor() as cursor:
-        cursor.execute(_upsert_sql(), [lane, minute, sent, failed, dead])
+        cursor.execute(_upsert_sql(), [lane, minute, sent, failed, dead, suppressed])

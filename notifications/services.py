@@ -48,6 +48,7 @@ from notifications.models import (
     Producer,
 )
 from notifications.schemas import validator_for
+from notifications.suppression import stop_suppressed
 from notifications.wakeups import wake_lane_on_commit
 from templates_app.exceptions import NoActiveTemplateVersion
 from templates_app.models import TemplateVersion
@@ -155,7 +156,10 @@ def notify_request(request: EventRequest, *, producer: Producer | str | None = N
         if existing is None:
             raise
         return _replayed(existing, fingerprint)
-    wake_lane_on_commit(message.lane)
+    # A suppressed recipient: the producer still gets its message (and a 202), shown
+    # `suppressed` at once. (Had a drain claimed it meanwhile, the claim's check stops it.)
+    if stop_suppressed([message], claimed=False):
+        wake_lane_on_commit(message.lane)
     return Queued(message, created=True)
 
 
@@ -208,6 +212,7 @@ def notify_many(
         try:
             with transaction.atomic():
                 insert_messages([m for _, m in to_insert])
+                live = stop_suppressed([m for _, m in to_insert], claimed=False)
         except IntegrityError:
             # Another request stored one of these keys meanwhile: fall back to one at a time,
             # which resolves each conflict to the stored row.
@@ -219,7 +224,7 @@ def notify_many(
         else:
             for index, message in to_insert:
                 results[index] = Queued(message, created=True)
-            for lane in {m.lane for _, m in to_insert}:
+            for lane in {m.lane for m in live}:
                 wake_lane_on_commit(lane)
 
     for index, request in enumerate(requests):

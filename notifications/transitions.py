@@ -26,7 +26,7 @@ from django.db.models import Case, CharField, F, Q, Value, When
 from django.utils import timezone
 
 from dlq.signatures import failure_signature
-from notifications.models import DeadReason, DeliveryAttempt, Message, Outcome, Status
+from notifications.models import Bounce, DeadReason, DeliveryAttempt, Message, Outcome, Status
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,15 @@ TRANSITIONS: dict[str, Transition] = {
                           "operator requeues from DLQ (fresh attempts and expiry)"),
     "discard": Transition((Status.DEAD,), Status.CANCELLED,
                           "operator discards from DLQ (dead_reason kept as history)"),
+    "suppress": Transition((Status.PENDING, Status.RETRY, Status.PROCESSING), Status.SUPPRESSED,
+                           "recipient on the suppression list (at ingest or claim; never sent)"),
+    # What the ESP's tracking webhooks report later (notifications/tracking.py). Precedence:
+    # sent < delivered < bounced soft < bounced hard < complained; nothing moves down.
+    "deliver": Transition((Status.SENT,), Status.DELIVERED, "webhook: delivered"),
+    "bounce": Transition((Status.SENT, Status.DELIVERED, Status.BOUNCED), Status.BOUNCED,
+                         "webhook: bounced (soft, or hard; a soft one may turn hard)"),
+    "complain": Transition((Status.SENT, Status.DELIVERED, Status.BOUNCED), Status.COMPLAINED,
+                           "webhook: marked as spam"),
 }
 
 LEASE_LOST = "worker lost while sending (lease expired); the email may have been sent"
@@ -252,6 +261,36 @@ def discard(pks: Iterable[int]) -> int:
     return _move("discard", Q(pk__in=list(pks)), lease_until=None)
 
 
+def suppress(pks: Iterable[int], *, suppression_id: int, reason: str,
+             token: UUID | None = None) -> int:
+    """pending/retry (at ingest) or processing (claimed, then, with its `token`) -> suppressed:
+    never sent. A claimed one gets its attempt back: nothing was tried."""
+    if token is None:
+        return _move("suppress", Q(pk__in=list(pks), status__in=(Status.PENDING, Status.RETRY)),
+                     suppressed_by_id=suppression_id, last_error=reason, lease_until=None)
+    return _move("suppress", _claimed(pks, token), suppressed_by_id=suppression_id,
+                 last_error=reason, lease_until=None, attempts=F("attempts") - 1)
+
+
+def deliver(pk: int) -> int:
+    """sent -> delivered (a late `delivered` never downgrades a bounce or a complaint)."""
+    return _move("deliver", Q(pk=pk))
+
+
+def bounce(pk: int, *, kind: Bounce, error: str) -> int:
+    """sent/delivered -> bounced; a hard bounce also hardens a soft one, a soft one never
+    softens a hard one."""
+    where = Q(pk=pk) & (Q(status__in=(Status.SENT, Status.DELIVERED))
+                        | Q(status=Status.BOUNCED, bounce=Bounce.SOFT) if kind == Bounce.HARD
+                        else Q(status__in=(Status.SENT, Status.DELIVERED)))
+    return _move("bounce", where, bounce=Bounce(kind), last_error=error)
+
+
+def complain(pk: int) -> int:
+    """sent/delivered/bounced -> complained: the recipient marked it as spam."""
+    return _move("complain", Q(pk=pk))
+
+
 def mermaid_diagram() -> str:
     """The state diagram of TRANSITIONS in Mermaid syntax."""
     lines = ["stateDiagram-v2", f"    [*] --> {Status.PENDING.value}: notify()"]
@@ -260,6 +299,6 @@ def mermaid_diagram() -> str:
             lines.append(
                 f"    {source.value} --> {transition.target.value}: {name} ({transition.label})"
             )
-    for final in (Status.SENT, Status.CANCELLED):
+    for final in (Status.CANCELLED, Status.SUPPRESSED, Status.COMPLAINED):
         lines.append(f"    {final.value} --> [*]")
     return "\n".join(lines)

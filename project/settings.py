@@ -209,6 +209,25 @@ NOTIFY = {
     "SEND_AT_SKEW_SECONDS": 60,
 }
 
+# --- Deliverability: tracking webhooks, suppression, unsubscribe, reputation guard -------------
+NOTIFY_DELIVERABILITY = {
+    # Where recipients reach this platform (unsubscribe links): scheme, host and any path prefix.
+    "PUBLIC_URL": env.str("NOTIFY_PUBLIC_URL", default=f"http://localhost:{PORT}").rstrip("/"),
+    # An address for RFC 2369 mailto: unsubscribes (List-Unsubscribe); empty = the URL only.
+    "UNSUBSCRIBE_MAILTO": env.str("NOTIFY_UNSUBSCRIBE_MAILTO", default=""),
+    # This many soft bounces of one address within SOFT_BOUNCE_DAYS suppress it (0 = never).
+    "SOFT_BOUNCE_LIMIT": env_int("NOTIFY_SOFT_BOUNCE_LIMIT", 3, minimum=0),
+    "SOFT_BOUNCE_DAYS": env_int("NOTIFY_SOFT_BOUNCE_DAYS", 7, minimum=1),
+    # The reputation guard (notifications/reputation.py): over the last WINDOW_HOURS (or since
+    # the lane was last resumed), with at least MIN_VOLUME emails sent, a hard-bounce rate above
+    # BOUNCE_RATE or a complaint rate above COMPLAINT_RATE pauses the bulk lane and alerts
+    # (the transactional lane only alerts). SES reviews accounts at 5% and 0.1%.
+    "WINDOW_HOURS": env_int("NOTIFY_REPUTATION_WINDOW_HOURS", 24, minimum=1),
+    "MIN_VOLUME": env_int("NOTIFY_REPUTATION_MIN_VOLUME", 500, minimum=1),
+    "BOUNCE_RATE": env_float("NOTIFY_REPUTATION_BOUNCE_RATE", 0.04, minimum=0),
+    "COMPLAINT_RATE": env_float("NOTIFY_REPUTATION_COMPLAINT_RATE", 0.0008, minimum=0),
+}
+
 # --- Dead letter queue operations and alerts (dlq/) -----------------------------------------------
 NOTIFY_DLQ = {
     # A requeue/discard operation works in chunks of this many rows, one transaction each.

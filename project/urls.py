@@ -2,12 +2,19 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from notifications.api.errors import json_error
+from notifications.webhooks import require_webhook_secret
 from project import health
+
+def _anymail_patterns() -> list[URLPattern | URLResolver]:
+    from anymail import urls as anymail_urls
+
+    return list(anymail_urls.urlpatterns)
+
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -16,6 +23,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("health/", health.health, name="health"),
     path("health/ready/", health.ready, name="health-ready"),
+    # Anymail's tracking (and inbound) webhook views, refused while ANYMAIL_WEBHOOK_SECRET is
+    # unset: Anymail itself would accept anyone's events then, with only a warning.
+    path("anymail/", include(require_webhook_secret(_anymail_patterns()))),
 ]
 
 

@@ -1,0 +1,242 @@
+"""What happens after the provider accepts an email: its tracking webhooks, through Anymail.
+
+Anymail's tracking views (`/anymail/<esp>/tracking/`, mounted in project/urls.py behind its
+webhook authentication) parse each ESP's payload into normalized AnymailTrackingEvents and send
+the `anymail.signals.tracking` signal; `on_tracking` below receives them. Per event:
+
+1. Match the message: by the `notification_id` metadata we attached when sending (delivery.py's
+   build_email; ESPs echo metadata back), else by the ESP's message id (stored by mark_sent),
+   and only if the event's recipient is the message's.
+2. Apply its effect, in one transaction with storing it:
+   - `delivered`, `bounced`, `complained` move the message (transitions.deliver / bounce /
+     complain, which never move it down: sent < delivered < bounced soft < hard < complained);
+   - a hard bounce or a complaint suppresses the address for every email, a soft bounce does
+     once SOFT_BOUNCE_LIMIT of them came within SOFT_BOUNCE_DAYS, an `unsubscribed` event
+     suppresses the message's category (notifications/suppression.py);
+   - anything else (deferred, opened, clicked, ...) is recorded only.
+3. Store it once: TrackingEvent is unique per (ESP, dedupe key), the ESP's event id or, where
+   it has none, a hash of message, type, recipient and time. A replay hits the constraint and
+   its transaction (effects included) rolls back: nothing changes.
+
+An event whose message is unknown, or not yet `sent` (the webhook can outrun the drain's
+recording of the send), is kept with `applied=False`; `tracking_catch_up`, run by every sweep,
+matches and applies those for a day. A few queries per event; the receiver never raises on odd
+payloads (an ESP retries a 500 for days), only on a database failure, which it should retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from anymail.signals import AnymailTrackingEvent
+from anymail.signals import EventType as AnymailEventType
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from notifications import suppression, transitions
+from notifications.models import (
+    ACCEPTED,
+    Bounce,
+    Message,
+    Status,
+    SuppressionReason,
+    TrackingEvent,
+)
+
+logger = logging.getLogger(__name__)
+
+CATCH_UP_HOURS = 24
+_MESSAGE_FIELDS = ("id", "lane", "status", "to_email", "event_type_id")
+
+# The raw event types of each ESP (as Anymail passes them on in esp_event) that mean the
+# address is gone for good; other bounces are soft.
+_HARD_POSTMARK = {"HardBounce", "BadEmailAddress", "ManuallyDeactivated", "Blocked"}
+
+
+def bounce_kind(esp: str, event: AnymailTrackingEvent) -> Bounce:
+    """Hard or soft, from the ESP's raw event where it says, else from Anymail's reason."""
+    raw = event.esp_event if isinstance(event.esp_event, dict) else {}
+    name = esp.lower().replace(" ", "")
+    if name == "postmark" and "Type" in raw:
+        hard = raw.get("Type") in _HARD_POSTMARK or bool(raw.get("Inactive"))
+        return Bounce.HARD if hard else Bounce.SOFT
+    if name == "amazonses" and isinstance(raw.get("bounce"), dict):
+        return Bounce.HARD if raw["bounce"].get("bounceType") == "Permanent" else Bounce.SOFT
+    if name == "sendgrid" and raw.get("event") == "bounce":
+        return Bounce.SOFT if raw.get("type") == "blocked" else Bounce.HARD
+    if name == "mailgun":
+        data = raw.get("event-data", raw)
+        severity = data.get("severity") if isinstance(data, dict) else None
+        if severity is not None:
+            return Bounce.HARD if severity == "permanent" else Bounce.SOFT
+    return Bounce.HARD if event.reject_reason in ("bounced", "invalid") else Bounce.SOFT
+
+
+def on_tracking(sender: Any, event: AnymailTrackingEvent, esp_name: str,
+                **kwargs: Any) -> None:
+    """The anymail.signals.tracking receiver (connected in NotificationsConfig.ready)."""
+    record_event(esp_name, event)
+
+
+def record_event(esp: str, event: AnymailTrackingEvent) -> TrackingEvent | None:
+    """Store `event` and apply it. Returns the new row, or None for a replay."""
+    metadata = event.metadata if isinstance(event.metadata, dict) else {}
+    notification_id = str(metadata.get("notification_id") or "")[:40]
+    provider_id = str(event.message_id or "")[:200]
+    recipient = str(event.recipient or "")[:254]
+    event_type = str(event.event_type or AnymailEventType.UNKNOWN)[:20]
+    kind = bounce_kind(esp, event) if event_type == AnymailEventType.BOUNCED else ""
+    if event_type == AnymailEventType.REJECTED and event.reject_reason in ("bounced", "invalid"):
+        kind = Bounce.HARD  # refused for a known-bad address: as good as a hard bounce
+    row = TrackingEvent(
+        esp=esp[:40], dedupe_key=_dedupe_key(event, event_type, provider_id, notification_id,
+                                             recipient),
+        event_type=event_type, bounce=kind, notification_id=notification_id,
+        provider_message_id=provider_id, recipient=recipient, occurred_at=event.timestamp,
+        reject_reason=str(event.reject_reason or "")[:40],
+        description=str(event.description or ""), mta_response=str(event.mta_response or ""),
+        raw=_jsonable(event.esp_event),
+    )
+    message = _match(notification_id, provider_id, recipient)
+    try:
+        with transaction.atomic():
+            if message is not None:
+                row.message_id, row.lane = message.pk, message.lane
+                row.applied = _apply(row, message)
+            else:
+                row.applied = False
+            row.save(force_insert=True)
+    except IntegrityError:
+        logger.info("tracking: replay of %s %s ignored", esp, row.dedupe_key)
+        return None
+    if message is None:
+        logger.info("tracking: %s %s for unknown message (%s / %s) kept", esp, event_type,
+                    notification_id or "-", provider_id or "-")
+    return row
+
+
+def _dedupe_key(event: AnymailTrackingEvent, event_type: str, provider_id: str,
+                notification_id: str, recipient: str) -> str:
+    if event.event_id:
+        basis = f"id|{event.event_id}|{event_type}"
+    else:
+        when = event.timestamp.isoformat() if event.timestamp else ""
+        basis = f"fields|{provider_id}|{notification_id}|{recipient.lower()}|{event_type}|{when}"
+    return hashlib.sha256(basis.encode()).hexdigest()
+
+
+def _jsonable(raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(json.dumps(raw, default=str))
+    except (TypeError, ValueError):
+        return {"repr": repr(raw)[:5000]}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _match(notification_id: str, provider_id: str, recipient: str) -> Message | None:
+    found = None
+    if notification_id.isdigit():
+        found = Message.objects.only(*_MESSAGE_FIELDS).filter(pk=int(notification_id)).first()
+    if found is None and provider_id:
+        found = Message.objects.only(*_MESSAGE_FIELDS).filter(
+            provider_message_id=provider_id).exclude(provider_message_id="").first()
+    if found is None:
+        return None
+    if recipient and suppression.normalize(recipient) != suppression.normalize(found.to_email):
+        # Not ours after all (another sender on the ESP account reusing ids): keep it unmatched.
+        return None
+    return found
+
+
+def _apply(row: TrackingEvent, message: Message, *, effects: bool = True) -> bool:
+    """The event's effect on its message and (with `effects`) the suppression list. False when
+    the message is not accepted yet (the webhook came before the drain recorded the send): try
+    again later, then without `effects` (done once already)."""
+    kind = row.event_type
+    if not effects:
+        return _move(row, message)
+    source = f"{row.esp} {kind}" + (f" ({row.bounce})" if row.bounce else "")
+    if kind == AnymailEventType.UNSUBSCRIBED:
+        category = suppression._kind(message.event_type_id).category
+        suppression.suppress(email=message.to_email, reason=SuppressionReason.UNSUBSCRIBE,
+                             scope=category, source=source, message_id=message.pk)
+        return True
+    moves = kind in (AnymailEventType.DELIVERED, AnymailEventType.COMPLAINED) or bool(row.bounce)
+    if not moves:
+        return True  # recorded only
+    if kind == AnymailEventType.COMPLAINED:
+        suppression.suppress(email=message.to_email, reason=SuppressionReason.COMPLAINT,
+                             source=source, message_id=message.pk)
+    elif row.bounce == Bounce.HARD:
+        suppression.suppress(email=message.to_email, reason=SuppressionReason.HARD_BOUNCE,
+                             source=source, message_id=message.pk,
+                             note=(row.description or row.mta_response)[:500])
+    elif row.bounce == Bounce.SOFT:
+        _count_soft_bounce(row, message, source)
+    return _move(row, message)
+
+
+def _move(row: TrackingEvent, message: Message) -> bool:
+    kind = row.event_type
+    if kind not in (AnymailEventType.DELIVERED, AnymailEventType.COMPLAINED) and not row.bounce:
+        return True
+    if message.status not in ACCEPTED:
+        return False
+    if kind == AnymailEventType.DELIVERED:
+        transitions.deliver(message.pk)
+    elif kind == AnymailEventType.COMPLAINED:
+        transitions.complain(message.pk)
+    else:
+        transitions.bounce(message.pk, kind=Bounce(row.bounce),
+                           error=f"{row.bounce} bounce: {row.description or row.mta_response}"
+                           .strip()[:1000])
+    return True
+
+
+def _count_soft_bounce(row: TrackingEvent, message: Message, source: str) -> None:
+    conf = settings.NOTIFY_DELIVERABILITY
+    limit = conf["SOFT_BOUNCE_LIMIT"]
+    if not limit:
+        return
+    since = timezone.now() - timedelta(days=conf["SOFT_BOUNCE_DAYS"])
+    earlier = TrackingEvent.objects.filter(
+        bounce=Bounce.SOFT, message__to_email=message.to_email, received_at__gte=since,
+    ).exclude(dedupe_key=row.dedupe_key).count()
+    if earlier + 1 >= limit:
+        suppression.suppress(email=message.to_email, reason=SuppressionReason.SOFT_BOUNCES,
+                             source=source, message_id=message.pk,
+                             note=f"{earlier + 1} soft bounces in {conf['SOFT_BOUNCE_DAYS']} days")
+
+
+def tracking_catch_up(*, limit: int = 500) -> int:
+    """Match and apply events kept unapplied in the last CATCH_UP_HOURS (unknown message, or
+    not yet sent when they came). Returns how many were applied now."""
+    since = timezone.now() - timedelta(hours=CATCH_UP_HOURS)
+    done = 0
+    for row in TrackingEvent.objects.filter(applied=False, received_at__gte=since).order_by(
+            "received_at")[:limit]:
+        message = _match(row.notification_id, row.provider_message_id, row.recipient)
+        if message is None:
+            continue
+        with transaction.atomic():
+            applied = _apply(row, message, effects=row.message_id is None)
+            TrackingEvent.objects.filter(pk=row.pk).update(
+                message_id=message.pk, lane=message.lane, applied=applied)
+        done += applied
+    return done
+
+
+def history(message_id: int) -> list[TrackingEvent]:
+    """A message's tracking events, oldest first (the API's and the admin's history)."""
+    return list(TrackingEvent.objects.filter(message_id=message_id).order_by(
+        "occurred_at", "received_at", "id"))
+
+
+TRACKED_STATUSES = (Status.DELIVERED, Status.BOUNCED, Status.COMPLAINED)
