@@ -22,6 +22,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from dlq.signatures import recipient_domain
 from notifications.delivery import message_id_for
 from notifications.models import (
+    ACCEPTED,
     DeadReason,
     DeliveryAttempt,
     EventType,
@@ -29,6 +30,7 @@ from notifications.models import (
     Outcome,
     Status,
 )
+from notifications.suppression import blocking
 
 
 class InvalidFilter(ValueError):
@@ -261,13 +263,10 @@ def last_attempts(pks: Iterable[int]) -> dict[int, DeliveryAttempt]:
 
 # --- preview --------------------------------------------------------------------------------------
 
-def suppressed_recipients(emails: Iterable[str]) -> set[str]:
-    """The addresses among `emails` that must not be mailed (bounced, complained, unsubscribed).
-
-    No suppression list exists yet (issue 10 adds it): nothing is suppressed. Requeue previews
-    and operations skip whatever this returns, so the suppression list only has to fill it in.
-    """
-    return set()
+def suppressed_rows(rows: list[Message]) -> set[int]:
+    """Those of `rows` (to_email, event_type_id) the suppression list stops (the rule of
+    notifications/suppression.py: bounced, complained, unsubscribed from their category)."""
+    return set(blocking(rows))
 
 
 def may_have_been_sent(pks: Iterable[int]) -> set[int]:
@@ -294,9 +293,9 @@ def skip_reasons(rows: list[Message], *, include_expired: bool,
             if expiry is not None and row.created_at + expiry <= now:
                 skips[row.pk] = Skip.EXPIRED
     rest = [r for r in rows if r.pk not in skips]
-    suppressed = suppressed_recipients({r.to_email for r in rest})
+    suppressed = suppressed_rows(rest)
     for row in rest:
-        if row.to_email in suppressed:
+        if row.pk in suppressed:
             skips[row.pk] = Skip.SUPPRESSED
     rest = [r for r in rest if r.pk not in skips]
     for pk in _already_sent(rest):
@@ -315,7 +314,7 @@ def _already_sent(rows: list[Message]) -> set[int]:
         return set()
     sent: dict[tuple[int, str], list[tuple[str, Any]]] = {}
     for et, email, phash, data in (
-            Message.objects.filter(status=Status.SENT, to_email__in={r.to_email for r in rows},
+            Message.objects.filter(status__in=ACCEPTED, to_email__in={r.to_email for r in rows},
                                    event_type_id__in={r.event_type_id for r in rows})
             .values_list("event_type_id", "to_email", "payload_hash", "data").iterator()):
         sent.setdefault((et, email), []).append((phash, data))

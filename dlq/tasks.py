@@ -4,6 +4,7 @@ do the work."""
 from __future__ import annotations
 
 from dlq import alerts, operations
+from notifications.tracking import tracking_catch_up
 
 
 def operation_run(operation_id: int) -> None:
@@ -11,6 +12,8 @@ def operation_run(operation_id: int) -> None:
 
 
 def minute_check() -> None:
-    """Every minute: alert on what needs an operator, and resume operations whose worker died."""
+    """Every minute: alert on what needs an operator, resume operations whose worker died, and
+    apply tracking events that came before their message was matched or recorded as sent."""
     alerts.alerts_check()
     operations.operations_resume_stale()
+    tracking_catch_up()

@@ -10,11 +10,10 @@ class NotificationsConfig(AppConfig):
         import os
         import sys
 
-        from notifications import checks, lookups, receivers, roles, schedules  # noqa: F401 (checks)
-        from notifications.priority import apply_lane_priority
-
         from anymail.signals import tracking as anymail_tracking
 
+        from notifications import checks, lookups, receivers, roles, schedules  # noqa: F401 (checks)
+        from notifications.priority import apply_lane_priority
         from notifications.tracking import on_tracking
 
         lookups.connect()

@@ -183,7 +183,9 @@ class Message(models.Model):
     # Set when it dies (dlq/signatures.py): what dead letters are grouped by in the console.
     failure_signature = models.CharField(max_length=64, blank=True)
     # Set by transitions.bounce: a soft bounce may still become hard, never the other way.
-    bounce = models.CharField(max_length=4, blank=True, choices=Bounce.choices)
+    # (A database default too: the console's benchmarks seed rows with plain SQL.)
+    bounce = models.CharField(max_length=4, blank=True, choices=Bounce.choices, default="",
+                              db_default="")
     # Set by transitions.suppress: the suppression-list entry that stopped it.
     suppressed_by = models.ForeignKey(
         "Suppression", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -294,7 +296,7 @@ class LaneMinute(models.Model):
     sent = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0, help_text="Transient or unknown: retried.")
     dead = models.PositiveIntegerField(default=0, help_text="Moved to the DLQ.")
-    suppressed = models.PositiveIntegerField(default=0, help_text="Stopped by the suppression list.")
+    suppressed = models.PositiveIntegerField(default=0, help_text="Stopped by suppressions.")
 
     class Meta:
         ordering = ["-minute", "lane"]

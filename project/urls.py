@@ -10,6 +10,7 @@ from notifications.api.errors import json_error
 from notifications.webhooks import require_webhook_secret
 from project import health
 
+
 def _anymail_patterns() -> list[URLPattern | URLResolver]:
     from anymail import urls as anymail_urls
 

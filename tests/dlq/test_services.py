@@ -9,7 +9,7 @@ from django.utils import timezone
 from dlq.models import RePin
 from dlq.selectors import DeadLetterFilter, InvalidFilter, Skip, dead_letter_groups, preview
 from dlq.services import dead_letters_discard, dead_letters_requeue
-from notifications import transitions
+from notifications import suppression, transitions
 from notifications.delivery import claim_batch, message_id_for
 from notifications.models import DeadReason, Message, Outcome, Status
 from notifications.services import notify
@@ -87,7 +87,7 @@ def test_groups_count_each_signature_with_a_label_from_the_sample() -> None:
     assert groups[1].sample.pk == other.pk
 
 
-def test_the_preview_counts_per_lane_and_each_skip_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_preview_counts_per_lane_and_each_skip_reason() -> None:
     dead_message("ann@example.com")
     dead_message("cy@example.com", event="marketing.newsletter", data=NEWS)
     # Created three days ago: order.placed expires after a day.
@@ -99,8 +99,9 @@ def test_the_preview_counts_per_lane_and_each_skip_reason(monkeypatch: pytest.Mo
     transitions.mark_sent([sent.pk], token=c.lease_token, provider="default")
     # Maybe sent: the last try timed out after the data went out.
     dead_message("maybe@example.com", outcome=Outcome.UNKNOWN)
-    monkeypatch.setattr("dlq.selectors.suppressed_recipients",
-                        lambda emails: {e for e in emails if e.startswith("cy@")})
+    # The newsletter's recipient unsubscribed from it since.
+    suppression.unsubscribe(email="CY@example.com", categories=["marketing.newsletter"],
+                            source="test")
 
     result = preview(DeadLetterFilter(), kind="requeue")
 
