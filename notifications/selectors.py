@@ -150,7 +150,8 @@ def tally(queryset: QuerySet[Any], cap: int = ESTIMATE_ABOVE) -> Tally:
 # Counted exactly, per lane: the unfinished messages and the DLQ (indexes skip the sent history).
 EXACT_STATUSES = (Status.PENDING, Status.RETRY, Status.PROCESSING, Status.DEAD)
 # The history: counted up to ESTIMATE_ABOVE, estimated above.
-HISTORY_STATUSES = (Status.SENT, Status.CANCELLED)
+HISTORY_STATUSES = (Status.SENT, Status.DELIVERED, Status.BOUNCED, Status.COMPLAINED,
+                    Status.SUPPRESSED, Status.CANCELLED)
 CHART_MINUTES = 60
 
 
