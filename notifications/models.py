@@ -296,7 +296,8 @@ class LaneMinute(models.Model):
     sent = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0, help_text="Transient or unknown: retried.")
     dead = models.PositiveIntegerField(default=0, help_text="Moved to the DLQ.")
-    suppressed = models.PositiveIntegerField(default=0, help_text="Stopped by suppressions.")
+    suppressed = models.PositiveIntegerField(default=0, db_default=0,
+                                             help_text="Stopped by suppressions.")
 
     class Meta:
         ordering = ["-minute", "lane"]
