@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 
 .PHONY: run test install migrate demo bench bench-delivery bench-provider bench-api bench-isolation \
-	bench-plots bench-console chaos lint clean screenshots
+	bench-plots bench-console bench-webhooks chaos lint clean screenshots
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The benchmarks; each prints its figures beside the alternative and exits non-zero on a missed goal.
-bench: bench-delivery bench-provider bench-api bench-isolation bench-console
+bench: bench-delivery bench-provider bench-api bench-isolation bench-console bench-webhooks
 
 bench-delivery: install
 	$(PY) -m pip install --quiet -r bench/requirements.txt
@@ -61,6 +61,10 @@ bench-isolation: install
 # messages on PostgreSQL: p50/p95 per page beside the 300 ms goal; exits non-zero on a miss.
 bench-console: install
 	$(PY) bench/console.py $(BENCH_CONSOLE_ARGS)
+
+# What the tracking-webhook receiver adds to Anymail's view, per event (PostgreSQL).
+bench-webhooks: install
+	$(PY) bench/webhooks.py $(BENCH_WEBHOOKS_ARGS)
 
 # docs/img/*.png from the newest bench/results of bench-provider and bench-isolation.
 bench-plots: install

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from notifications import lookups, transitions
@@ -170,20 +170,13 @@ def suppress(*, email: str, reason: SuppressionReason | str, scope: str = "", so
     (created, reactivated or made stronger). `user` (an operator) makes it audited."""
     email = normalize(email)
     reason = SuppressionReason(reason)
-    with transaction.atomic():
-        row = Suppression.objects.select_for_update().filter(email=email, scope=scope).first()
-        if row is None:
-            try:
-                with transaction.atomic():
-                    row = Suppression.objects.create(
-                        email=email, scope=scope, reason=reason, source=source[:200],
-                        message_id=message_id, note=note)
-                changed = True
-            except IntegrityError:  # created meanwhile by another request: judge that one
-                row = Suppression.objects.select_for_update().get(email=email, scope=scope)
-                changed = False
-        else:
-            changed = False
+    # No savepoints: called inside a webhook's transaction, each one is two more round trips.
+    with transaction.atomic(savepoint=False):
+        pk = _insert_new(email=email, scope=scope, reason=reason, source=source[:200],
+                         message_id=message_id, note=note)
+        row = Suppression.objects.select_for_update().get(
+            **({"pk": pk} if pk else {"email": email, "scope": scope}))
+        changed = pk is not None
         if not changed and (not row.active or stronger(reason, row.reason)):
             row.active, row.reason, row.source = True, reason, source[:200]
             row.message_id = message_id or row.message_id
@@ -195,6 +188,24 @@ def suppress(*, email: str, reason: SuppressionReason | str, scope: str = "", so
             audit_record(user=user, action=AuditAction.SUPPRESS, count=1, reason=audit_reason,
                          target=f"{email} ({scope or 'all mail'}: {reason})")
     return row, changed
+
+
+def _insert_new(*, email: str, scope: str, reason: str, source: str, message_id: int | None,
+                note: str) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id (PostgreSQL and SQLite alike): the new
+    row's id, or None if (email, scope) has a row already. One statement, no savepoint."""
+    q = connection.ops.quote_name
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    columns = ("email", "scope", "reason", "active", "source", "note", "message_id",
+               "created_at", "updated_at")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {q(Suppression._meta.db_table)} ({', '.join(q(c) for c in columns)}) "
+            f"VALUES ({', '.join(['%s'] * len(columns))}) "
+            f"ON CONFLICT ({q('email')}, {q('scope')}) DO NOTHING RETURNING {q('id')}",
+            [email, scope, reason, True, source, note, message_id, now, now])
+        found = cursor.fetchone()
+    return int(found[0]) if found else None
 
 
 def unsuppress(*, pks: Iterable[int], user: Any, reason: str = "") -> int:
