@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_django(args.db_name)
     try:
         from anymail.signals import tracking
+        from django.db.models import Count
         from django.test import Client
 
         from notifications.models import Status, Suppression, TrackingEvent
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
         wrong = []
         statuses = dict(TrackingEvent.objects.values_list("message__status").annotate(
-            n=__import__("django.db.models", fromlist=["Count"]).Count("id")))
+            n=Count("id")).order_by())
         if statuses.get(Status.DELIVERED) != n or statuses.get(Status.BOUNCED) != n:
             wrong.append(f"statuses {statuses}")
         if TrackingEvent.objects.count() != 2 * n:
