@@ -61,7 +61,8 @@ class Kind:
     exempt: bool
 
 
-def _kind(event_type_id: int) -> Kind:
+def kind_of(event_type_id: int) -> Kind:
+    """The event type's category and unsubscribe exemption (cached per process)."""
     return lookups.cached("suppression_kind", event_type_id, lambda: _load_kind(event_type_id))
 
 
@@ -114,7 +115,7 @@ def blocking(messages: Sequence[Message]) -> dict[int, Row]:
         candidates = rows.get(normalize(message.to_email))
         if not candidates:
             continue
-        kind = _kind(message.event_type_id)
+        kind = kind_of(message.event_type_id)
         stopping = [r for r in candidates if blocks(r, kind)]
         if stopping:
             out[message.pk] = max(stopping, key=lambda r: _STRENGTH.get(r.reason, -1))

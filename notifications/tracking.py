@@ -164,7 +164,7 @@ def _apply(row: TrackingEvent, message: Message, *, effects: bool = True) -> boo
         return _move(row, message)
     source = f"{row.esp} {kind}" + (f" ({row.bounce})" if row.bounce else "")
     if kind == AnymailEventType.UNSUBSCRIBED:
-        category = suppression._kind(message.event_type_id).category
+        category = suppression.kind_of(message.event_type_id).category
         suppression.suppress(email=message.to_email, reason=SuppressionReason.UNSUBSCRIBE,
                              scope=category, source=source, message_id=message.pk)
         return True
