@@ -6,7 +6,10 @@ Conditions (thresholds in NOTIFY_ALERTS; 0 turns one off):
 - `dlq_size`: more than DLQ_SIZE dead letters;
 - `oldest_due:<lane>`: the lane's oldest due message has waited more than OLDEST_DUE_SECONDS (not
   while the lane is paused: an operator stopped it on purpose);
-- `heartbeat:<lane>`: the lane's cluster has not run a task for HEARTBEAT_SECONDS.
+- `heartbeat:<lane>`: the lane's cluster has not run a task for HEARTBEAT_SECONDS;
+- `reputation:<lane>[:<provider>]:bounces|complaints`: a hard-bounce or complaint rate past
+  NOTIFY_DELIVERABILITY's thresholds (notifications/reputation.py, whose guard has paused the bulk
+  lane by then: the text says whether the lane is paused).
 
 Each condition alerts once when it starts (an AlertState row is created) and once more,
 "resolved", when it clears (the row is deleted). The row's insert or delete is what decides, so
@@ -30,6 +33,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from dlq.models import AlertState
+from notifications import reputation
 from notifications.models import CLAIMABLE, LaneState, Message, Status
 
 logger = logging.getLogger(__name__)
@@ -87,6 +91,9 @@ def firing_conditions(now: datetime | None = None) -> list[Condition]:
                     f"heartbeat:{lane}",
                     f"Lane {lane}: its cluster is not beating ({seen}; threshold "
                     f"{conf['HEARTBEAT_SECONDS']} s)."))
+    for breach in reputation.breaches(reputation.rates(now)):
+        state = states.get(breach.rate.lane)
+        firing.append(Condition(breach.key, breach.alert(paused=bool(state and state.paused))))
     return firing
 
 

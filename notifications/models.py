@@ -260,6 +260,13 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ["message", "number", "id"]
+        indexes = [
+            # The reputation guard's volume per provider (notifications/reputation.py, read only
+            # with several providers): one provider's sends in a time window. Partial, so the
+            # failed tries never enter it.
+            models.Index(fields=["provider", "started_at"], condition=models.Q(outcome="sent"),
+                         name="attempt_sent_provider_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"attempt {self.number} of #{self.message_id}: {self.outcome}"

@@ -1,0 +1,350 @@
+"""The reputation guard (notifications/reputation.py) on seeded rows: the drains' rollup
+(LaneMinute) as the volume, TrackingEvent rows as the bounces and complaints; the guard and the
+alerts run through the minute check, as the DLQ cluster runs them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from django.utils import timezone
+
+from dlq import tasks
+from dlq.alerts import alerts_check, firing_conditions
+from dlq.models import AlertState
+from dlq.tasks import minute_check
+from notifications import reputation
+from notifications.lanes import lane_pause, lane_resume
+from notifications.models import (
+    AuditAction,
+    AuditEntry,
+    DeliveryAttempt,
+    LaneMinute,
+    LaneState,
+    Message,
+    Status,
+    TrackingEvent,
+)
+from notifications.rollup import minute_of
+from notifications.services import notify
+
+pytestmark = pytest.mark.usefixtures("demo", "no_wakeups", "guard_settings")
+
+NEWSLETTER = {"headline": "h", "body": "b"}
+ORDER = {"order_id": 7, "total": "$5", "items": [{"name": "Tea", "qty": 1}]}
+LOCMEM = "django.core.mail.backends.locmem.EmailBackend"
+
+
+@pytest.fixture
+def guard_settings(settings: Any, outbox: list[Any]) -> Any:
+    """Thresholds as shipped, a smaller minimum volume; only the reputation alerts on, by email."""
+    settings.NOTIFY_DELIVERABILITY = {
+        **settings.NOTIFY_DELIVERABILITY, "WINDOW_HOURS": 24, "MIN_VOLUME": 100,
+        "BOUNCE_RATE": 0.04, "COMPLAINT_RATE": 0.0008}
+    settings.NOTIFY_ALERTS = {
+        **settings.NOTIFY_ALERTS, "DLQ_SIZE": 0, "OLDEST_DUE_SECONDS": 0, "HEARTBEAT_SECONDS": 0,
+        "EMAILS": ["ops@example.com"], "WEBHOOK_URL": ""}
+    return settings
+
+
+def sent(lane: str, count: int, *, ago: timedelta = timedelta(minutes=10)) -> None:
+    """What the drains' rollup says was accepted `ago`."""
+    LaneMinute.objects.create(lane=lane, minute=minute_of(timezone.now() - ago), sent=count)
+
+
+def tracked(lane: str, count: int, *, event_type: str = "bounced", bounce: str = "hard",
+            sent_ago: timedelta = timedelta(minutes=10),
+            received_ago: timedelta = timedelta(minutes=5), provider: str = "default",
+            ) -> list[Message]:
+    """`count` accepted messages of `lane`, each with one tracking event as tracking.py stores
+    it (matched: the message's lane set)."""
+    now = timezone.now()
+    messages = []
+    for _ in range(count):
+        if lane == "bulk":
+            message = notify(event="marketing.newsletter", to=f"{uuid4().hex[:8]}@example.com",
+                             data=NEWSLETTER)
+        else:
+            message = notify(event="order.placed", to=f"{uuid4().hex[:8]}@example.com",
+                             data=ORDER)
+        Message.objects.filter(pk=message.pk).update(
+            status=Status.SENT, sent_at=now - sent_ago, provider=provider)
+        row = TrackingEvent.objects.create(
+            esp="Postmark", dedupe_key=uuid4().hex, event_type=event_type, bounce=bounce,
+            message=message, lane=lane, applied=True)
+        TrackingEvent.objects.filter(pk=row.pk).update(received_at=now - received_ago)
+        messages.append(message)
+    return messages
+
+
+def lane_rate(lane: str, now: datetime | None = None) -> reputation.Rate:
+    return next(r for r in reputation.rates(now) if r.lane == lane and not r.provider)
+
+
+def alert_subjects(outbox: list[Any]) -> list[str]:
+    return [m.subject for m in outbox if m.subject.startswith("[notifications]")]
+
+
+def is_paused(lane: str) -> bool:
+    return LaneState.objects.get(lane=lane).paused
+
+
+def test_it_does_nothing_under_the_thresholds(outbox: list[Any]) -> None:
+    sent("bulk", 100)
+    tracked("bulk", 4)  # 4.0%: not past 4%
+
+    minute_check()
+
+    rate = lane_rate("bulk")
+    assert (rate.sent, rate.hard_bounces, rate.bounce_rate) == (100, 4, 0.04)
+    assert not is_paused("bulk")
+    assert alert_subjects(outbox) == []
+
+
+def test_it_pauses_bulk_alerts_once_and_resolves_after_the_operator_resumes(
+    outbox: list[Any],
+) -> None:
+    sent("bulk", 100)
+    tracked("bulk", 5)
+
+    minute_check()
+    minute_check()
+
+    state = LaneState.objects.get(lane="bulk")
+    reason = "bounce rate 5.0% > 4.0% over 24 h (100 sent)"
+    assert (state.paused, state.paused_by, state.pause_reason) == (
+        True, "reputation guard", reason)
+    audit = AuditEntry.objects.get(action=AuditAction.PAUSE)
+    assert (audit.username, audit.target, audit.reason) == ("reputation guard", "lane bulk",
+                                                           reason)
+    assert alert_subjects(outbox) == ["[notifications] ALERT reputation:bulk:bounces"]
+    assert outbox[0].to == ["ops@example.com"]
+    assert f"Lane bulk: {reason}; the lane is paused" in outbox[0].body
+    assert not is_paused("transactional")
+
+    lane_resume(lane="bulk", user="ops", reason="list cleaned")
+    minute_check()
+
+    assert alert_subjects(outbox) == ["[notifications] ALERT reputation:bulk:bounces",
+                                      "[notifications] RESOLVED reputation:bulk:bounces"]
+    assert not is_paused("bulk")
+    assert AuditEntry.objects.filter(action=AuditAction.PAUSE).count() == 1
+    assert not AlertState.objects.exists()
+
+
+def test_the_alert_holds_while_the_lane_stays_paused_past_the_window() -> None:
+    """Nothing is sent while paused: the evidence must not slide out of the window and report
+    "resolved" while the lane is still stopped."""
+    sent("bulk", 100)
+    tracked("bulk", 5)
+    assert reputation.guard() == ["paused bulk: bounce rate 5.0% > 4.0% over 24 h (100 sent)"]
+    alerts_check()
+
+    later = timezone.now() + timedelta(hours=30)
+    assert [c.key for c in firing_conditions(later)] == ["reputation:bulk:bounces"]
+    assert alerts_check(later) == []
+
+
+def test_below_the_minimum_volume_nothing_happens(outbox: list[Any]) -> None:
+    sent("bulk", 99)
+    tracked("bulk", 50)
+
+    minute_check()
+
+    assert lane_rate("bulk").bounce_rate > 0.5
+    assert not is_paused("bulk")
+    assert alert_subjects(outbox) == []
+
+
+def test_the_transactional_lane_alerts_and_keeps_sending(outbox: list[Any]) -> None:
+    sent("transactional", 200)
+    tracked("transactional", 20)
+
+    minute_check()
+
+    assert not is_paused("transactional") and not is_paused("bulk")
+    assert not AuditEntry.objects.exists()
+    assert alert_subjects(outbox) == ["[notifications] ALERT reputation:transactional:bounces"]
+    assert ("Lane transactional: bounce rate 10.0% > 4.0% over 24 h (200 sent); the "
+            "transactional lane is never paused: it keeps sending.") in outbox[0].body
+
+
+@pytest.mark.parametrize(("complaints", "paused"), [(8, False), (9, True)])
+def test_the_complaint_rate(complaints: int, paused: bool, outbox: list[Any]) -> None:
+    sent("bulk", 10_000)
+    tracked("bulk", complaints, event_type="complained", bounce="")
+
+    minute_check()
+
+    assert is_paused("bulk") is paused
+    if paused:
+        reason = "complaint rate 0.09% > 0.08% over 24 h (10,000 sent)"
+        assert LaneState.objects.get(lane="bulk").pause_reason == reason
+        assert alert_subjects(outbox) == ["[notifications] ALERT reputation:bulk:complaints"]
+    else:
+        assert alert_subjects(outbox) == []
+
+
+def test_soft_bounces_do_not_count() -> None:
+    sent("bulk", 100)
+    tracked("bulk", 30, bounce="soft")
+    tracked("bulk", 2)
+
+    assert reputation.guard() == []
+    assert lane_rate("bulk").hard_bounces == 2
+
+
+def test_a_rejection_for_a_bad_address_counts_as_a_hard_bounce() -> None:
+    sent("bulk", 100)
+    tracked("bulk", 5, event_type="rejected")
+
+    assert lane_rate("bulk").hard_bounces == 5
+    assert is_paused("bulk") is False
+    assert reputation.guard() != [] and is_paused("bulk")
+
+
+def test_the_window_is_the_last_window_hours() -> None:
+    sent("bulk", 100, ago=timedelta(hours=25))
+    tracked("bulk", 10, sent_ago=timedelta(hours=25), received_ago=timedelta(hours=25))
+    sent("bulk", 100, ago=timedelta(hours=1))
+    tracked("bulk", 3, sent_ago=timedelta(hours=1), received_ago=timedelta(minutes=30))
+
+    rate = lane_rate("bulk")
+
+    assert (rate.sent, rate.hard_bounces) == (100, 3)
+    assert reputation.guard() == []
+
+
+def test_after_a_resume_only_fresh_evidence_counts() -> None:
+    sent("bulk", 1_000, ago=timedelta(hours=3))
+    tracked("bulk", 100, sent_ago=timedelta(hours=3), received_ago=timedelta(hours=2))
+    assert reputation.guard() != []
+    lane_resume(lane="bulk", user="ops", reason="list cleaned")
+    resumed = timezone.now() - timedelta(hours=1)
+    LaneState.objects.filter(lane="bulk").update(resumed_at=resumed)
+    # Since the resume: 100 sent, 1 of them bounced, and late bounces of the old batch.
+    sent("bulk", 100, ago=timedelta(minutes=30))
+    tracked("bulk", 1, sent_ago=timedelta(minutes=30), received_ago=timedelta(minutes=10))
+    tracked("bulk", 20, sent_ago=timedelta(hours=3), received_ago=timedelta(minutes=10))
+
+    rate = lane_rate("bulk")
+
+    assert (rate.sent, rate.hard_bounces, rate.window_start) == (100, 1, resumed)
+    assert reputation.guard() == []
+    assert not is_paused("bulk")
+
+
+@pytest.mark.parametrize("off", ["BOUNCE_RATE", "COMPLAINT_RATE"])
+def test_a_threshold_of_zero_turns_its_check_off(off: str, settings: Any,
+                                                 outbox: list[Any]) -> None:
+    settings.NOTIFY_DELIVERABILITY = {**settings.NOTIFY_DELIVERABILITY, off: 0.0}
+    sent("bulk", 100)
+    kind = "bounced" if off == "BOUNCE_RATE" else "complained"
+    tracked("bulk", 50, event_type=kind, bounce="hard" if kind == "bounced" else "")
+
+    minute_check()
+
+    assert not is_paused("bulk")
+    assert alert_subjects(outbox) == []
+    # The other check still works.
+    other = "complained" if off == "BOUNCE_RATE" else "bounced"
+    tracked("bulk", 50, event_type=other, bounce="hard" if other == "bounced" else "")
+    minute_check()
+    assert is_paused("bulk")
+
+
+def test_a_lane_paused_already_is_left_as_it_is() -> None:
+    lane_pause(lane="bulk", user="ops", reason="maintenance")
+    sent("bulk", 100)
+    tracked("bulk", 10)
+
+    assert reputation.guard() == []
+
+    state = LaneState.objects.get(lane="bulk")
+    assert (state.paused_by, state.pause_reason) == ("ops", "maintenance")
+    assert AuditEntry.objects.filter(action=AuditAction.PAUSE).count() == 1
+
+
+def test_a_failing_guard_does_not_stop_the_alerts(monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: Any) -> None:
+    checked: list[bool] = []
+
+    def broken(now: datetime | None = None) -> list[str]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(tasks.reputation, "guard", broken)
+    monkeypatch.setattr(tasks.alerts, "alerts_check", lambda: checked.append(True) or [])
+
+    minute_check()
+
+    assert checked == [True]
+    assert "the reputation guard failed" in caplog.text
+
+
+# --- per provider ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def two_providers(settings: Any) -> None:
+    settings.EMAIL_PROVIDERS = [{"NAME": name, "BACKEND": LOCMEM, "OPTIONS": {}}
+                                for name in ("primary", "secondary")]
+
+
+def attempts(provider: str, count: int, *, lane: str = "bulk",
+             ago: timedelta = timedelta(minutes=10), outcome: str = "sent") -> None:
+    """`count` sends through `provider` as the drains log them (one message is enough: the
+    volume is counted in attempts)."""
+    event, data = (("marketing.newsletter", NEWSLETTER) if lane == "bulk"
+                   else ("order.placed", ORDER))
+    message = notify(event=event, to=f"{uuid4().hex[:8]}@example.com", data=data)
+    DeliveryAttempt.objects.bulk_create([
+        DeliveryAttempt(message=message, number=1, started_at=timezone.now() - ago,
+                        outcome=outcome, provider=provider) for _ in range(count)])
+
+
+@pytest.mark.usefixtures("two_providers")
+def test_one_providers_rate_pauses_bulk_when_the_lanes_does_not(settings: Any,
+                                                                outbox: list[Any]) -> None:
+    settings.NOTIFY_DELIVERABILITY = {**settings.NOTIFY_DELIVERABILITY, "MIN_VOLUME": 50}
+    sent("bulk", 200)
+    attempts("primary", 150)
+    attempts("secondary", 50)
+    attempts("secondary", 30, outcome="transient")  # not accepted: not volume
+    attempts("secondary", 40, lane="transactional")  # another lane
+    tracked("bulk", 1, provider="primary")
+    tracked("bulk", 5, provider="secondary")
+
+    minute_check()
+
+    found = {(r.provider, r.sent, r.capped, r.hard_bounces) for r in reputation.rates()
+             if r.lane == "bulk"}
+    # The primary's 150 are counted only to 51: past MIN_VOLUME, 1 bounce cannot reach 4%.
+    assert found == {("", 200, False, 6), ("primary", 51, True, 1),
+                     ("secondary", 50, False, 5)}
+    state = LaneState.objects.get(lane="bulk")
+    assert state.paused
+    assert state.pause_reason == "bounce rate via secondary 10.0% > 4.0% over 24 h (50 sent)"
+    assert alert_subjects(outbox) == ["[notifications] ALERT reputation:bulk:secondary:bounces"]
+
+
+@pytest.mark.usefixtures("two_providers")
+def test_a_providers_volume_is_read_only_as_far_as_a_decision_needs(settings: Any) -> None:
+    settings.NOTIFY_DELIVERABILITY = {**settings.NOTIFY_DELIVERABILITY, "MIN_VOLUME": 50}
+    sent("bulk", 1_000)
+    attempts("primary", 1_000)
+    tracked("bulk", 4, provider="primary")  # 4 / 4% = 100 sends would decide
+
+    primary = next(r for r in reputation.rates() if r.provider == "primary"
+                   and r.lane == "bulk")
+
+    assert (primary.sent, primary.capped, primary.hard_bounces) == (101, True, 4)
+    assert primary.bounce_rate < 0.04
+    assert reputation.guard() == []
+
+
+def test_with_one_provider_there_are_only_lane_rates() -> None:
+    sent("bulk", 100)
+
+    assert [(r.lane, r.provider) for r in reputation.rates()] == [
+        ("transactional", ""), ("bulk", "")]
