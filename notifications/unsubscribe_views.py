@@ -34,6 +34,8 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 class _BadBody(Exception):
+    """A POST body this view will not read: answered with `status` and the message."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
