@@ -11,16 +11,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from notifications import lookups
-from notifications.models import Message
+from notifications import lookups, unsubscribe
+from notifications.models import Lane, Message
 from templates_app.models import TemplateVersion
 from templates_app.rendering import RenderedEmail, render_subject, render_version
 
 
 def message_context(message: Message) -> dict[str, Any]:
-    """The template context: the event data plus `recipient`."""
+    """The template context: the event data plus `recipient`, and for bulk mail
+    `unsubscribe_url` (the same link as its List-Unsubscribe header, for a footer; it replaces a
+    producer's own, which our suppression list would not honour)."""
     data = message.data if isinstance(message.data, dict) else {}
-    return {**data, "recipient": {"email": message.to_email, "name": message.to_name}}
+    context = {**data, "recipient": {"email": message.to_email, "name": message.to_name}}
+    if message.lane == Lane.BULK:
+        context["unsubscribe_url"] = unsubscribe.url_for(message)
+    return context
 
 
 def versions_for(messages: Iterable[Message]) -> dict[int, TemplateVersion]:

@@ -51,7 +51,7 @@ from django.db.models import Min, Q
 from django.utils import timezone
 
 from dlq.signatures import failure_signature
-from notifications import lookups, transitions
+from notifications import lookups, transitions, unsubscribe
 from notifications.content import message_render, versions_for
 from notifications.errors import RENDER, SendResult
 from notifications.flow import Gate, ProviderFlow
@@ -193,12 +193,15 @@ def build_email(message: Message, rendered: RenderedEmail) -> EmailMultiAlternat
         formataddr((message.to_name, message.to_email)) if message.to_name else message.to_email
     )
     event_key = _event_key(message.event_type_id)
+    headers = {"Message-ID": message_id_for(message.pk), "X-Notification-Id": str(message.pk)}
+    # List-Unsubscribe (RFC 2369, RFC 8058 one-click) on bulk mail; nothing on transactional.
+    headers.update(unsubscribe.headers_for(message))
     email = EmailMultiAlternatives(
         subject=rendered.subject,
         body=rendered.text,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[recipient],
-        headers={"Message-ID": message_id_for(message.pk), "X-Notification-Id": str(message.pk)},
+        headers=headers,
     )
     email.attach_alternative(rendered.html, "text/html")
     # Anymail passes these to the ESP so its webhooks can be matched back to the message.

@@ -7,6 +7,7 @@ from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from notifications.api.errors import json_error
+from notifications.unsubscribe_views import unsubscribe
 from notifications.webhooks import require_webhook_secret
 from project import health
 
@@ -27,6 +28,11 @@ urlpatterns = [
     # Anymail's tracking (and inbound) webhook views, refused while ANYMAIL_WEBHOOK_SECRET is
     # unset: Anymail itself would accept anyone's events then, with only a warning.
     path("anymail/", include(require_webhook_secret(_anymail_patterns()))),
+    # The List-Unsubscribe link of bulk email (RFC 8058 one-click POSTs land here too).
+    path("u/<str:token>/", unsubscribe, name="unsubscribe"),
+    # The same without the slash: APPEND_SLASH would answer a POST with a redirect (or, under
+    # DEBUG, an error), and a one-click POST must be answered where it lands.
+    path("u/<str:token>", unsubscribe),
 ]
 
 

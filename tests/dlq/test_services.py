@@ -100,7 +100,7 @@ def test_the_preview_counts_per_lane_and_each_skip_reason() -> None:
     # Maybe sent: the last try timed out after the data went out.
     dead_message("maybe@example.com", outcome=Outcome.UNKNOWN)
     # The newsletter's recipient unsubscribed from it since.
-    suppression.unsubscribe(email="CY@example.com", categories=["marketing.newsletter"],
+    suppression.unsubscribe(email="CY@example.com", categories=["newsletter"],
                             source="test")
 
     result = preview(DeadLetterFilter(), kind="requeue")
