@@ -71,7 +71,7 @@ def read_token(token: str) -> tuple[str, str]:
 def category_of(message: Message) -> str:
     """What an unsubscribe from `message` stops: the scope the suppression rule compares with
     (cached per event type: no query per email)."""
-    return suppression._kind(message.event_type_id).category
+    return suppression.kind_of(message.event_type_id).category
 
 
 @lru_cache(maxsize=4)

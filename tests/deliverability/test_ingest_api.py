@@ -26,7 +26,8 @@ def test_a_suppressed_recipient_still_gets_a_202_and_the_message_shows_suppresse
 
 def test_a_batch_answers_each_item_and_suppresses_only_the_suppressed(
         api: APIClient) -> None:  # noqa: F811
-    suppression.unsubscribe(email="bob@example.com", categories=[""], source="test")
+    suppression.suppress(email="bob@example.com", reason=SuppressionReason.COMPLAINT,
+                         source="test")
 
     response = api.post("/api/v1/events/batch/", {"events": [
         event(to="ann@example.com"), event(to="bob@example.com")]}, format="json")
