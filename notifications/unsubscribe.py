@@ -15,7 +15,10 @@ no query per email (~25 us each).
 
 from __future__ import annotations
 
+import logging
+import re
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
 from django.core import signing
@@ -24,7 +27,11 @@ from django.urls import reverse
 from notifications import suppression
 from notifications.models import Lane, Message
 
+logger = logging.getLogger(__name__)
+
 SALT = "notifications.unsubscribe"
+MAILTO_PREFIX = "unsubscribe-"
+_TOKEN_IN_SUBJECT = re.compile(re.escape(MAILTO_PREFIX) + r"([A-Za-z0-9_:-]{10,1000})")
 # A token longer than this is not one of ours (an address is at most 254 characters): refused
 # before the signature is even computed.
 MAX_TOKEN_LENGTH = 1000
@@ -93,12 +100,36 @@ def headers_for(message: Message) -> dict[str, str]:
     such as a password reset, is not something to unsubscribe from)."""
     if message.lane != Lane.BULK:
         return {}
-    links = [f"<{url_for(message)}>"]
+    token = token_for(message.to_email, category_of(message))
+    before, after = _url_around(settings.NOTIFY_DELIVERABILITY["PUBLIC_URL"])
+    links = [f"<{before}{token}{after}>"]
     mailto = settings.NOTIFY_DELIVERABILITY["UNSUBSCRIBE_MAILTO"]
     if mailto:
-        links.append(f"<mailto:{mailto}?subject=unsubscribe>")
+        # The token rides in the subject: the reply comes back through the ESP's inbound
+        # webhook (on_inbound below), where the sender's address alone would prove nothing.
+        links.append(f"<mailto:{mailto}?subject={MAILTO_PREFIX}{token}>")
     return {
         "List-Unsubscribe": ", ".join(links),
         # RFC 8058: a POST of exactly this body to the URL unsubscribes, with no page to visit.
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
+
+
+def on_inbound(sender: Any, event: Any, esp_name: str, **kwargs: Any) -> None:
+    """The anymail.signals.inbound receiver: a reply to the List-Unsubscribe mailto (RFC 2369),
+    routed to this platform by the ESP's inbound webhook, unsubscribes what its subject's token
+    names. Mail without a valid token is logged and ignored (answering an inbound webhook with
+    an error makes the ESP retry it for days)."""
+    message = getattr(event, "message", None)
+    subject = str(getattr(message, "subject", "") or "") if message is not None else ""
+    found = _TOKEN_IN_SUBJECT.search(subject)
+    if found is None:
+        logger.info("inbound mail from %s without an unsubscribe token ignored", esp_name)
+        return
+    try:
+        email, category = read_token(found.group(1))
+    except InvalidToken:
+        logger.info("inbound unsubscribe from %s with a bad token ignored", esp_name)
+        return
+    suppression.unsubscribe(email=email, categories=[category], source=f"mailto ({esp_name})")
+

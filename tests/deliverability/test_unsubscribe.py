@@ -3,8 +3,10 @@ demo's categories (notifications/unsubscribe.py, delivery.build_email, content, 
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
+import json
 import re
 from typing import Any
 
@@ -16,7 +18,7 @@ from django.urls import reverse
 from notifications import unsubscribe
 from notifications.delivery import drain_lane
 from notifications.demo import NEWSLETTER_V1, seed_demo
-from notifications.models import EventType
+from notifications.models import EventType, Suppression, SuppressionReason
 from notifications.services import notify
 from notifications.unsubscribe import InvalidToken, read_token, token_for
 from templates_app.models import Template, TemplateVersion
@@ -133,7 +135,46 @@ def test_the_mailto_link_is_added_when_an_address_is_configured(
     [sent] = outbox
     https, mailto = links(sent)
     assert https.startswith("http://localhost") and "/u/" in https
-    assert mailto == "mailto:unsub@example.org?subject=unsubscribe"
+    assert mailto == f"mailto:unsub@example.org?subject=unsubscribe-{token_in(https)}"
+
+
+def inbound(client: Any, subject: str) -> Any:
+    """A reply arriving through Postmark's inbound webhook (the JSON Postmark posts)."""
+    body = {"FromName": "Ann", "From": "ann@example.com",
+            "FromFull": {"Email": "ann@example.com", "Name": "Ann"},
+            "To": "unsub@example.org", "ToFull": [{"Email": "unsub@example.org", "Name": ""}],
+            "Subject": subject, "MessageID": "73e6d360-66eb-11e1-8e72-a8904824019b",
+            "Date": "Wed, 2 Dec 2026 10:00:00 +0000", "TextBody": "", "HtmlBody": "",
+            "Headers": [{"Name": "Return-Path", "Value": "<ann@example.com>"}],
+            "Attachments": []}
+    auth = "Basic " + base64.b64encode(b"hook:secret").decode()
+    return client.post("/anymail/postmark/inbound/", json.dumps(body),
+                       content_type="application/json", HTTP_AUTHORIZATION=auth)
+
+
+def test_a_reply_to_the_mailto_link_unsubscribes_through_the_inbound_webhook(
+    outbox: list[EmailMessage], settings: Any, client: Any,
+) -> None:
+    settings.NOTIFY_DELIVERABILITY = {**settings.NOTIFY_DELIVERABILITY,
+                                      "UNSUBSCRIBE_MAILTO": "unsub@example.org"}
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": "hook:secret"}
+    notify(event="marketing.newsletter", to="ann@example.com", data=NEWS)
+    drain_lane("bulk", budget=5.0)
+    [sent] = outbox
+    subject = links(sent)[1].split("subject=", 1)[1]
+
+    assert inbound(client, "Re: something else").status_code == 200
+    altered = subject[:-3] + ("AAA" if not subject.endswith("AAA") else "BBB")
+    assert inbound(client, altered).status_code == 200  # ignored: the ESP must not retry it
+    assert not Suppression.objects.exists()
+
+    assert inbound(client, subject).status_code == 200
+
+    row = Suppression.objects.get()
+    assert (row.email, row.scope, row.reason) == ("ann@example.com", "newsletter",
+                                                  SuppressionReason.UNSUBSCRIBE)
+    assert notify(event="marketing.newsletter", to="ann@example.com", data=NEWS).status \
+        == "suppressed"
 
 
 def test_a_transactional_email_carries_no_unsubscribe_header_or_link(
