@@ -12,7 +12,14 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from notifications.models import Bounce, Status, Suppression, SuppressionReason, TrackingEvent
+from notifications.models import (
+    Bounce,
+    Message,
+    Status,
+    Suppression,
+    SuppressionReason,
+    TrackingEvent,
+)
 from notifications.tracking import history, tracking_catch_up
 from tests.deliverability.payloads import basic_auth
 from tests.deliverability.payloads.postmark import postmark
@@ -110,12 +117,12 @@ def test_an_event_that_outruns_the_drain_applies_once_the_send_is_recorded(
     assert (event.message_id, event.applied) == (row.pk, False)
     # The address is suppressed at once: nothing else goes to it meanwhile.
     assert Suppression.objects.get().reason == SuppressionReason.HARD_BOUNCE
-    assert row.__class__.objects.get(pk=row.pk).status == Status.PROCESSING
+    assert Message.objects.get(pk=row.pk).status == Status.PROCESSING
 
     mark_sent(row, provider_id)
     assert tracking_catch_up() == 1
 
-    message = row.__class__.objects.get(pk=row.pk)
+    message = Message.objects.get(pk=row.pk)
     assert (message.status, message.bounce) == (Status.BOUNCED, Bounce.HARD)
     event.refresh_from_db()
     assert event.applied
