@@ -39,6 +39,7 @@ AT = datetime(2025, 3, 14, 9, 26, 53, 589793, tzinfo=UTC)
 
 def hook_for(message: Any, kind: Any, *, event_id: int | None = None, at: datetime = AT,
              provider_id: str | None = None, **kw: Any) -> Any:
+    """Postmark's `kind` record for `message` (or for `provider_id`, not recorded yet)."""
     return postmark(kind, notification_id=str(message.pk),
                     provider_id=provider_id or message.provider_message_id,
                     recipient=message.to_email, event_id=event_id, at=at, **kw)

@@ -15,6 +15,7 @@ from notifications.models import Bounce, Status, Suppression, SuppressionReason,
 from tests.deliverability.payloads.amazon_ses import amazon_ses, ses_event, sns
 from tests.deliverability.payloads.server import (  # noqa: F401 (hooks_fixture: a fixture)
     Hooks,
+    active,
     hooks_fixture,
     sent,
     unique,
@@ -29,14 +30,10 @@ def ses_id() -> str:
 
 
 def hook_for(message: Any, kind: Any, *, event_id: str | None = None, **kw: Any) -> Any:
+    """SES's `kind` event for `message`, through SNS with a fresh MessageId."""
     return amazon_ses(kind, notification_id=str(message.pk),
                       provider_id=message.provider_message_id, recipient=message.to_email,
                       event_id=event_id or str(uuid.uuid4()), at=AT, **kw)
-
-
-def active(email: str) -> dict[str, str]:
-    return dict(Suppression.objects.filter(email=email, active=True).values_list(
-        "scope", "reason"))
 
 
 def test_a_delivery_marks_the_email_delivered(hooks: Hooks) -> None:

@@ -15,6 +15,7 @@ from tests.deliverability.payloads.server import (  # noqa: F401 (hooks_fixture:
     MAILGUN_SIGNING_KEY,
     SECRET,
     Hooks,
+    active,
     hooks_fixture,
     sent,
     unique,
@@ -30,14 +31,10 @@ def mailgun_id() -> str:
 
 def hook_for(message: Any, kind: Any, *, token: str | None = None,
              key: str = MAILGUN_SIGNING_KEY, **kw: Any) -> Any:
+    """Mailgun's `kind` webhook for `message`, signed (with `key`) and with a fresh token."""
     return mailgun(kind, notification_id=str(message.pk),
                    provider_id=message.provider_message_id, recipient=message.to_email,
                    event_id=token or unique("c0ffee") + "f" * 38, at=AT, signing_key=key, **kw)
-
-
-def active(email: str) -> dict[str, str]:
-    return dict(Suppression.objects.filter(email=email, active=True).values_list(
-        "scope", "reason"))
 
 
 def test_delivered_marks_the_email_delivered(hooks: Hooks) -> None:

@@ -10,22 +10,23 @@ import pytest
 
 from notifications.models import Bounce, Status, Suppression, SuppressionReason, TrackingEvent
 from tests.deliverability.payloads.postmark import postmark
-from tests.deliverability.payloads.server import Hooks, hooks_fixture, sent, unique  # noqa: F401
+from tests.deliverability.payloads.server import (  # noqa: F401 (hooks_fixture: a fixture)
+    Hooks,
+    active,
+    hooks_fixture,
+    sent,
+    unique,
+)
 
 AT = datetime(2025, 3, 14, 9, 26, 53, 589793, tzinfo=UTC)
 
 
 def hook_for(message: Any, kind: Any, *, event_id: int | None = None,
              at: datetime = AT, **kw: Any) -> Any:
+    """Postmark's `kind` record for `message`, as Postmark would post it."""
     return postmark(kind, notification_id=str(message.pk),
                     provider_id=message.provider_message_id, recipient=message.to_email,
                     event_id=event_id, at=at, **kw)
-
-
-def active(email: str) -> dict[str, str]:
-    """The address's active suppressions: scope -> reason."""
-    return dict(Suppression.objects.filter(email=email, active=True).values_list(
-        "scope", "reason"))
 
 
 def test_it_marks_a_delivered_email_delivered_and_stores_the_event(hooks: Hooks) -> None:

@@ -22,6 +22,7 @@ from notifications.models import (
 from tests.deliverability.payloads.sendgrid import SigningKey, sendgrid, sendgrid_event
 from tests.deliverability.payloads.server import (  # noqa: F401 (hooks_fixture: a fixture)
     Hooks,
+    active,
     hooks_fixture,
     sent,
     unique,
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:django-anymail has dropped offic
 
 
 def event_for(message: Any, kind: Any, *, event_id: str | None = None, **kw: Any) -> Any:
+    """SendGrid's `kind` event for `message`, with a fresh sg_event_id unless given."""
     return sendgrid_event(kind, notification_id=str(message.pk),
                           provider_id=message.provider_message_id,
                           recipient=message.to_email, event_id=event_id or unique("sg-ev-"),
@@ -41,13 +43,8 @@ def event_for(message: Any, kind: Any, *, event_id: str | None = None, **kw: Any
 
 
 def to(address: str, event: str = "order.placed") -> Any:
-    # Anymail's SendGrid backend: the anymail_id custom arg it made is the message id.
+    """An email SendGrid accepted; its id is the anymail_id custom arg Anymail's backend made."""
     return sent(provider_id=str(uuid.uuid4()), to=address, event=event)
-
-
-def active(email: str) -> dict[str, str]:
-    return dict(Suppression.objects.filter(email=email, active=True).values_list(
-        "scope", "reason"))
 
 
 def test_one_batch_moves_each_email_by_its_own_event(hooks: Hooks) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from notifications import transitions
 from notifications.delivery import claim_batch
-from notifications.models import Message, Status
+from notifications.models import Message, Status, Suppression
 from notifications.services import notify
 from tests.deliverability.payloads import Answer, Hook, post
 
@@ -85,3 +85,9 @@ def sent(*, provider_id: str, to: str = "ann@example.com",
     return message
 
 
+
+
+def active(email: str) -> dict[str, str]:
+    """The address's active suppressions, scope -> reason: what would stop its next email."""
+    return dict(Suppression.objects.filter(email=email, active=True).values_list(
+        "scope", "reason"))
