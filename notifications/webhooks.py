@@ -13,6 +13,11 @@ paged for. Each view here is a subclass whose request checks and parsing turn th
 400 with what was wrong (after basic auth passed: an unauthenticated caller learns nothing
 about payloads). Only parsing is covered: the events' receiver (notifications/tracking.py)
 still fails with a 500 on a database error, which the ESP should retry.
+
+The views of ESPs that sign their webhooks (Mailgun, Postal, Mandrill, MailerSend, Unisender
+Go) refuse to be built without the signing key, which Django turned into a 500 for anyone
+posting to the URL of an ESP this deployment does not use; they answer 403 saying which
+setting is missing, like a missing secret.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from anymail.exceptions import AnymailAPIError
+from anymail.exceptions import AnymailAPIError, AnymailConfigurationError
 from anymail.webhooks.base import AnymailBasicAuthMixin
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -40,6 +45,10 @@ class MalformedPayload(Exception):
     """The webhook's body could not be read as the ESP's payload."""
 
 
+class NotConfigured(Exception):
+    """The ESP's webhook view cannot work without a setting this deployment lacks."""
+
+
 def webhook_secret_set() -> bool:
     return bool(getattr(settings, "ANYMAIL", {}).get("WEBHOOK_SECRET"))
 
@@ -48,9 +57,17 @@ def _readable(view_class: type) -> type:
     """`view_class` with unreadable payloads raised as MalformedPayload."""
 
     class Readable(view_class):  # type: ignore[valid-type, misc]
+        def __init__(self, **kwargs: Any) -> None:
+            try:
+                super().__init__(**kwargs)
+            except AnymailConfigurationError as err:
+                raise NotConfigured(str(err)) from err
+
         def run_validators(self, request: HttpRequest) -> None:
             try:
                 super().run_validators(request)
+            except AnymailConfigurationError as err:  # Mandrill's key is checked here
+                raise NotConfigured(str(err)) from err
             except _UNREADABLE as err:
                 # Some ESPs' checks read the body before basic auth is checked (in MRO order):
                 # the caller must prove who it is before it hears what was wrong.
@@ -83,6 +100,10 @@ def _guarded(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
                            "ESP's webhook URL carries) to accept ESP webhooks."}, status=403)
         try:
             return view(request, *args, **kwargs)
+        except NotConfigured as err:
+            logger.warning("webhook %s: not configured (%s)", request.path, err)
+            return JsonResponse({"error": "webhook_not_configured", "detail": str(err)[:300]},
+                                status=403)
         except MalformedPayload as err:
             logger.warning("webhook %s: unreadable payload (%s)", request.path, err)
             return JsonResponse({"error": "malformed_payload", "detail": str(err)[:300]},

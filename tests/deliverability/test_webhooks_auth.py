@@ -1,6 +1,7 @@
 """What every ESP's webhook view refuses, and that a refusal writes nothing: no secret
-configured (our 403), missing or wrong basic auth (Anymail's 400, SNS's 401 challenge), and
-bodies that are not the ESP's payload (400, never a 500 an ESP would retry for days)."""
+configured (our 403), missing or wrong basic auth (Anymail's 400, SNS's 401 challenge), bodies
+that are not the ESP's payload (400, never a 500 an ESP would retry for days), and the URL of
+a signing ESP this deployment has no key for (403)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.deliverability.payloads.postmark import postmark
 from tests.deliverability.payloads.sendgrid import sendgrid, sendgrid_event
 from tests.deliverability.payloads.server import (  # noqa: F401 (hooks_fixture: a fixture)
     MAILGUN_SIGNING_KEY,
+    SECRET,
     Hooks,
     hooks_fixture,
     sent,
@@ -162,3 +164,20 @@ def test_a_database_failure_while_storing_is_still_a_500_the_esp_retries(
 
     assert answer.status == 500
     nothing_changed(message)
+
+
+@pytest.mark.parametrize("esp", ["mailgun", "postal", "mandrill", "mailersend"])
+def test_the_url_of_a_signing_esp_without_its_key_is_a_403_not_a_500(
+    hooks: Hooks, settings: Any, esp: str,
+) -> None:
+    # This deployment does not use that ESP, so its signing key is not set; anyone may still
+    # post to the URL.
+    settings.ANYMAIL = {k: v for k, v in settings.ANYMAIL.items()
+                        if k != "MAILGUN_WEBHOOK_SIGNING_KEY"}
+
+    answers = [hooks.post(Hook(esp, b"{}", {"Content-Type": "application/json"}), auth=auth)
+               for auth in (None, SECRET)]
+
+    assert [a.status for a in answers] == [403, 403]
+    assert json.loads(answers[1].body)["error"] == "webhook_not_configured"
+    assert TrackingEvent.objects.count() == 0
