@@ -86,10 +86,10 @@ def on_tracking(sender: Any, event: AnymailTrackingEvent, esp_name: str,
 def record_event(esp: str, event: AnymailTrackingEvent) -> TrackingEvent | None:
     """Store `event` and apply it. Returns the new row, or None for a replay."""
     metadata = event.metadata if isinstance(event.metadata, dict) else {}
-    notification_id = str(metadata.get("notification_id") or "")[:40]
-    provider_id = str(event.message_id or "")[:200]
-    recipient = str(event.recipient or "")[:254]
-    event_type = str(event.event_type or AnymailEventType.UNKNOWN)[:20]
+    notification_id = _text(metadata.get("notification_id"))[:40]
+    provider_id = _text(event.message_id)[:200]
+    recipient = _text(event.recipient)[:254]
+    event_type = _text(event.event_type or AnymailEventType.UNKNOWN)[:20]
     kind = bounce_kind(esp, event) if event_type == AnymailEventType.BOUNCED else ""
     if event_type == AnymailEventType.REJECTED and event.reject_reason in ("bounced", "invalid"):
         kind = Bounce.HARD  # refused for a known-bad address: as good as a hard bounce
@@ -98,8 +98,8 @@ def record_event(esp: str, event: AnymailTrackingEvent) -> TrackingEvent | None:
                                              recipient),
         event_type=event_type, bounce=kind, notification_id=notification_id,
         provider_message_id=provider_id, recipient=recipient, occurred_at=event.timestamp,
-        reject_reason=str(event.reject_reason or "")[:40],
-        description=str(event.description or ""), mta_response=str(event.mta_response or ""),
+        reject_reason=_text(event.reject_reason)[:40],
+        description=_text(event.description), mta_response=_text(event.mta_response),
         raw=_jsonable(event.esp_event),
     )
     message = _match(notification_id, provider_id, recipient)
@@ -130,11 +130,27 @@ def _dedupe_key(event: AnymailTrackingEvent, event_type: str, provider_id: str,
     return hashlib.sha256(basis.encode()).hexdigest()
 
 
+def _text(value: Any) -> str:
+    """`value` as text without NUL characters: PostgreSQL's text and jsonb refuse them, and a
+    refused insert would answer 500, which the ESP retries for days."""
+    return str(value or "").replace("\x00", "")
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
 def _jsonable(raw: Any) -> dict[str, Any]:
     if raw is None:
         return {}
     try:
-        value = json.loads(json.dumps(raw, default=str))
+        value = _without_nul(json.loads(json.dumps(raw, default=str)))
     except (TypeError, ValueError):
         return {"repr": repr(raw)[:5000]}
     return value if isinstance(value, dict) else {"value": value}
