@@ -99,7 +99,7 @@ def delivery(pk: int, pid: str, to: str) -> dict[str, Any]:
     return {"RecordType": "Delivery", "ServerID": 23, "MessageStream": "outbound",
             "MessageID": pid, "Recipient": to, "Tag": "order.placed",
             "DeliveredAt": "2026-12-02T10:00:00Z", "Details": "Test delivery webhook details",
-            "Metadata": {"notification_id": str(pk), "event": "order.placed"}}
+            "Metadata": {"notification_id": str(pk), "notify_event": "order.placed"}}
 
 
 def hard_bounce(pk: int, pid: str, to: str) -> dict[str, Any]:
@@ -112,7 +112,7 @@ def hard_bounce(pk: int, pid: str, to: str) -> dict[str, Any]:
             "Email": to, "From": "noreply@example.com", "BouncedAt": "2026-12-02T10:00:00Z",
             "DumpAvailable": False, "Inactive": True, "CanActivate": True,
             "Subject": "Order 1 confirmed", "Content": "",
-            "Metadata": {"notification_id": str(pk), "event": "order.placed"}}
+            "Metadata": {"notification_id": str(pk), "notify_event": "order.placed"}}
 
 
 def timed(client: Any, bodies: list[dict[str, Any]]) -> tuple[list[float], list[int]]:

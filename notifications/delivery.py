@@ -205,7 +205,10 @@ def build_email(message: Message, rendered: RenderedEmail) -> EmailMultiAlternat
     )
     email.attach_alternative(rendered.html, "text/html")
     # Anymail passes these to the ESP so its webhooks can be matched back to the message.
-    email.metadata = {"notification_id": str(message.pk), "event": event_key}  # type: ignore[attr-defined]
+    # "notify_event", not "event": SendGrid merges custom args into its event JSON, whose
+    # "event" field (the event type) a metadata key of that name would collide with.
+    email.metadata = {"notification_id": str(message.pk),  # type: ignore[attr-defined]
+                      "notify_event": event_key}
     email.tags = [event_key]  # type: ignore[attr-defined]
     return email
 

@@ -110,7 +110,7 @@ def test_an_unsubscribe_suppresses_the_emails_category(hooks: Hooks) -> None:
     answer = hooks.post(hook_for(message, "unsubscribed", event="marketing.newsletter"))
 
     assert answer.status == 200
-    assert active("ann@example.com") == {"marketing.newsletter": SuppressionReason.UNSUBSCRIBE}
+    assert active("ann@example.com") == {"newsletter": SuppressionReason.UNSUBSCRIBE}
 
 
 def test_it_matches_by_mailguns_message_id_when_no_user_variables_came_back(

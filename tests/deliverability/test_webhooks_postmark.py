@@ -154,4 +154,4 @@ def test_an_unsubscribe_suppresses_the_address_for_the_emails_category_only(
     assert answer.status == 200
     message.refresh_from_db()
     assert message.status == Status.SENT  # it was delivered; only the next ones stop
-    assert active("ann@example.com") == {"marketing.newsletter": SuppressionReason.UNSUBSCRIBE}
+    assert active("ann@example.com") == {"newsletter": SuppressionReason.UNSUBSCRIBE}

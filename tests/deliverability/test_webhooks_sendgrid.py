@@ -83,7 +83,7 @@ def test_one_batch_moves_each_email_by_its_own_event(hooks: Hooks) -> None:
         "spam@example.com": SuppressionReason.COMPLAINT,
         "news@example.com": SuppressionReason.UNSUBSCRIBE,
     }
-    assert active("news@example.com") == {"marketing.newsletter": SuppressionReason.UNSUBSCRIBE}
+    assert active("news@example.com") == {"newsletter": SuppressionReason.UNSUBSCRIBE}
     assert TrackingEvent.objects.count() == len(batch)
     assert set(TrackingEvent.objects.filter(message=opened).values_list(
         "event_type", flat=True)) == {"delivered", "opened", "clicked"}

@@ -67,7 +67,7 @@ def webhook(base_url: str, fake: FakePostmark, kind: Any, address: str, event_id
     hook = postmark(kind, notification_id=received.data["Metadata"]["notification_id"],
                     provider_id=received.postmark_message_id or "", recipient=address,
                     event_id=event_id, at=datetime.now(UTC),
-                    event=received.data["Metadata"]["event"])
+                    event=received.data["Metadata"]["notify_event"])
     answer = post(base_url, hook, auth=SECRET)
     assert answer.status == 200, answer
 

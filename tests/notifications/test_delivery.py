@@ -60,7 +60,7 @@ def test_it_sends_through_anymail_with_a_stable_message_id_and_metadata(
     assert (message.status, message.attempts, report.sent) == (Status.SENT, 1, 1)
     [received] = postmark.accepted
     assert received.message_id == message_id_for(message.pk)
-    metadata = {"notification_id": str(message.pk), "event": "order.placed"}
+    metadata = {"notification_id": str(message.pk), "notify_event": "order.placed"}
     assert received.data["Metadata"] == metadata
     assert received.data["Tag"] == "order.placed"
     assert message.provider_message_id == received.postmark_message_id
@@ -327,7 +327,7 @@ def test_a_renamed_event_type_tags_the_next_email_with_its_new_key(outbox: list[
     notify(event="order.confirmed", to="bob@example.com", data=ORDER)
     drain()
 
-    assert [(m.to, m.tags, m.metadata["event"]) for m in outbox] == [
+    assert [(m.to, m.tags, m.metadata["notify_event"]) for m in outbox] == [
         (["ann@example.com"], ["order.placed"], "order.placed"),
         (["bob@example.com"], ["order.confirmed"], "order.confirmed"),
     ]

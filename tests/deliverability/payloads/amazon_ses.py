@@ -35,7 +35,7 @@ def ses_event(kind: Kind, *, notification_id: str | None, provider_id: str, reci
     ]
     if notification_id is not None:
         headers.append({"name": "X-Metadata", "value": json.dumps(
-            {"notification_id": notification_id, "event": event})})
+            {"notification_id": notification_id, "notify_event": event})})
     mail = {
         "timestamp": iso(at - timedelta(seconds=2)),
         "source": "notifications@example.com",

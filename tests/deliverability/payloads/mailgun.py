@@ -38,7 +38,7 @@ def mailgun(kind: Kind, *, notification_id: str | None, provider_id: str, recipi
         "recipient-domain": recipient.rpartition("@")[2],
         "tags": [event],
         "campaigns": [],
-        "user-variables": ({"notification_id": notification_id, "event": event}
+        "user-variables": ({"notification_id": notification_id, "notify_event": event}
                            if notification_id is not None else {}),
         "flags": {"is-routed": False, "is-authenticated": True, "is-system-test": False,
                   "is-test-mode": False},

@@ -37,7 +37,7 @@ def postmark(kind: Kind, *, notification_id: str | None, provider_id: str, recip
              details: str = "") -> Hook:
     """One Postmark webhook. `event_id` is the bounce ID (bounce and complaint records only;
     Postmark's other records have none). `notification_id` None: no metadata came back."""
-    metadata = ({"notification_id": notification_id, "event": event}
+    metadata = ({"notification_id": notification_id, "notify_event": event}
                 if notification_id is not None else {})
     common: dict[str, Any] = {"MessageID": provider_id, "MessageStream": "outbound",
                               "ServerID": 23, "Tag": event, "Metadata": metadata}

@@ -38,8 +38,9 @@ def sendgrid_event(kind: Kind, *, notification_id: str | None, provider_id: str,
                          "5F5FC76C-9.0",
         "anymail_id": provider_id,
     }
-    if notification_id is not None:
+    if notification_id is not None:  # our metadata, merged in as SendGrid does custom args
         record["notification_id"] = notification_id
+        record["notify_event"] = event
     if kind == "delivered":
         record.update(event="delivered", response="250 OK", ip="168.1.1.1", tls=1)
     elif kind in ("bounce", "blocked"):
