@@ -389,7 +389,7 @@ class TrackingEventAdmin(ReadOnlyAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        match = Q(provider_message_id=term) | Q(recipient__in={term, term.lower()})
+        match = Q(provider_message_id=term) | Q(recipient__iexact=term)
         pk = parse_message_id(term)
         if pk is None and term.isdigit() and len(term) < 19:
             pk = int(term)

@@ -1,6 +1,7 @@
 """Indexes for the operators' searches of the suppression list and the tracking events
 (notifications/admin_deliverability.py): no search or page of the list scans the table."""
 
+import django.db.models.functions.text
 from django.db import migrations, models
 
 
@@ -17,11 +18,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='suppression',
-            index=models.Index(fields=['updated_at'], name='suppression_updated_idx'),
+            index=models.Index(fields=['updated_at', 'id'], name='suppression_updated_idx'),
         ),
         migrations.AddIndex(
             model_name='trackingevent',
-            index=models.Index(fields=['recipient'], name='tracking_recipient_idx'),
+            index=models.Index(django.db.models.functions.text.Upper('recipient'), name='tracking_recipient_idx'),
         ),
         migrations.AddIndex(
             model_name='trackingevent',
