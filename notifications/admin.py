@@ -57,6 +57,7 @@ from notifications.selectors import (
     table_estimate,
 )
 from notifications.services import messages_cancel, messages_requeue_audited
+from notifications.tracking import EVENT_TIME
 from templates_app.exceptions import TemplateRenderError
 from templates_app.rendering import RenderedEmail
 
@@ -171,7 +172,7 @@ class TrackingEventInline(admin.TabularInline):
     fields = ("occurred_at", "received_at", "esp", "event_type", "bounce", "description",
               "mta_response", "applied", "event_link")
     readonly_fields = fields
-    ordering = ("occurred_at", "received_at", "id")
+    ordering = (EVENT_TIME.asc(), "received_at", "id")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
