@@ -46,6 +46,7 @@ from notifications.models import (
     Message,
     Producer,
     Status,
+    TrackingEvent,
 )
 from notifications.producers import api_key_create, api_key_revoke
 from notifications.selectors import (
@@ -56,6 +57,7 @@ from notifications.selectors import (
     table_estimate,
 )
 from notifications.services import messages_cancel, messages_requeue_audited
+from notifications.tracking import EVENT_TIME
 from templates_app.exceptions import TemplateRenderError
 from templates_app.rendering import RenderedEmail
 
@@ -159,6 +161,31 @@ class DeliveryAttemptInline(admin.TabularInline):
         return False
 
 
+class TrackingEventInline(admin.TabularInline):
+    """A message's tracking history on its page: what the provider's webhooks said after it
+    accepted the email, oldest first (as notifications.tracking.history orders it)."""
+
+    model = TrackingEvent
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "Tracking history (the provider's webhooks, oldest first)"
+    fields = ("occurred_at", "received_at", "esp", "event_type", "bounce", "description",
+              "mta_response", "applied", "event_link")
+    readonly_fields = fields
+    ordering = (EVENT_TIME.asc(), "received_at", "id")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="event")
+    def event_link(self, obj: TrackingEvent) -> str:
+        url = reverse("admin:notifications_trackingevent_change", args=[obj.pk])
+        return format_html('<a href="{}">raw payload</a>', url)
+
+
 class ReasonForm(forms.Form):
     reason = forms.CharField(max_length=500, strip=True, widget=forms.TextInput(
         attrs={"size": 40, "placeholder": "why (recorded in the audit log)"}))
@@ -168,8 +195,44 @@ class ResumeForm(forms.Form):
     reason = forms.CharField(max_length=500, strip=True, required=False)
 
 
+class ReasonConfirmMixin:
+    """Django's delete-selected pattern for actions that change things: the first POST shows a
+    confirmation page (how many, what happens, a required reason for the audit log); its POST
+    (with `confirm`) returns the reason. Shared by the Message and Suppression admins."""
+
+    model: Any
+    admin_site: Any
+    # Said (after "More than N <items> selected:") when a selection is too big for a request.
+    too_many_hint = "Narrow the filter to act here."
+
+    def _confirmed(self, request: HttpRequest, queryset: QuerySet[Any], *, action: str,
+                   title: str, acts_on: QuerySet[Any], what: str) -> str | HttpResponse | None:
+        """The reason once confirmed; else the confirmation page; None when the selection is
+        too big for a request (a message says where to go)."""
+        total = capped_count(queryset, ACTION_LIMIT)
+        if total is None:
+            self.message_user(  # type: ignore[attr-defined]
+                request, f"More than {ACTION_LIMIT:,} {self.model._meta.verbose_name_plural} "
+                f"selected: {self.too_many_hint}", messages.ERROR)
+            return None
+        form = ReasonForm(request.POST if "confirm" in request.POST else None)
+        if form.is_valid():
+            return str(form.cleaned_data["reason"])
+        eligible = acts_on.count() if total else 0
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title, "opts": self.model._meta, "action": action, "form": form,
+            "total": total, "eligible": eligible, "skipped": total - eligible, "what": what,
+            "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/notifications/message/confirm_action.html",
+                                context)
+
+
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(ReasonConfirmMixin, admin.ModelAdmin):
     list_display = ("id", "event_type", "to_email", "lane", "priority", "status", "attempts",
                     "next_attempt_at", "created_at")
     list_filter = ("status", "lane", "event_type", "producer",
@@ -183,14 +246,19 @@ class MessageAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER  # facet counts would count the table
     paginator = EstimatingPaginator
     list_per_page = 50
-    inlines = [DeliveryAttemptInline]
+    inlines = [DeliveryAttemptInline, TrackingEventInline]
     actions = ["requeue_messages", "cancel_messages"]
+    too_many_hint = ("that is a job for a tracked operation (Dead letters: requeue or discard "
+                     "everything matching a filter), which runs in a task. Narrow the filter to "
+                     "act here.")
     readonly_fields = [f.name for f in Message._meta.fields] + [
-        "rendered_subject", "preview", "event_data", "message_id_header"]
+        "rendered_subject", "preview", "event_data", "message_id_header", "suppression"]
     fieldsets = (
         (None, {"fields": ("id", "event_type", "producer", "idempotency_key", "status",
                            "dead_reason", "last_error", "message_id_header")}),
         ("Recipient", {"fields": ("to_email", "to_name", "locale", "event_data")}),
+        ("Deliverability (what the provider reported; the suppression that stopped it)",
+         {"fields": ("bounce", "suppression")}),
         ("Email (rendered now from the pinned version, as the drain renders it)",
          {"fields": ("template_version", "rendered_subject", "preview")}),
         ("Delivery", {"fields": ("lane", "priority", "attempts", "max_attempts",
@@ -266,6 +334,18 @@ class MessageAdmin(admin.ModelAdmin):
         return format_html('<pre style="margin:0">{}</pre>',
                            json.dumps(obj.data, indent=2, ensure_ascii=False, sort_keys=True))
 
+    @admin.display(description="Suppressed by")
+    def suppression(self, obj: Message) -> str:
+        """The suppression-list entry that stopped it, linked (its reason and scope)."""
+        if obj.suppressed_by_id is None:
+            return "-" if obj.status != Status.SUPPRESSED else \
+                "- (the entry is gone; see the last error)"
+        row = obj.suppressed_by
+        url = reverse("admin:notifications_suppression_change", args=[row.pk])
+        state = "" if row.active else " (removed since)"
+        return format_html('<a href="{}">{}: {} ({})</a>{}', url, row.email,
+                           row.get_reason_display(), row.scope or "all mail", state)
+
     @admin.display(description="Message-ID")
     def message_id_header(self, obj: Message) -> str:
         from notifications.delivery import message_id_for
@@ -273,33 +353,6 @@ class MessageAdmin(admin.ModelAdmin):
         return message_id_for(obj.pk)
 
     # --- actions ----------------------------------------------------------------------------
-
-    def _confirmed(self, request: HttpRequest, queryset: QuerySet[Message], *, action: str,
-                   title: str, acts_on: QuerySet[Message], what: str) -> str | HttpResponse | None:
-        """Django's delete-selected pattern: the first POST shows a confirmation page (how
-        many, what happens, a required reason); its POST (with `confirm`) returns the reason.
-        None when the selection is too big for a request (a message says where to go)."""
-        total = capped_count(queryset, ACTION_LIMIT)
-        if total is None:
-            self.message_user(
-                request, f"More than {ACTION_LIMIT:,} messages selected: that is a job for a "
-                "tracked operation (Dead letters: requeue or discard everything matching a "
-                "filter), which runs in a task. Narrow the filter to act here.", messages.ERROR)
-            return None
-        form = ReasonForm(request.POST if "confirm" in request.POST else None)
-        if form.is_valid():
-            return str(form.cleaned_data["reason"])
-        eligible = acts_on.count() if total else 0
-        context = {
-            **self.admin_site.each_context(request),
-            "title": title, "opts": self.model._meta, "action": action, "form": form,
-            "total": total, "eligible": eligible, "skipped": total - eligible, "what": what,
-            "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
-            "select_across": request.POST.get("select_across", "0"),
-            "action_checkbox_name": ACTION_CHECKBOX_NAME,
-        }
-        return TemplateResponse(request, "admin/notifications/message/confirm_action.html",
-                                context)
 
     @admin.action(permissions=["requeue"],
                   description="Requeue selected dead messages (fresh attempts)")
@@ -516,3 +569,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     search_fields = ("target", "reason", "username")
     date_hierarchy = "at"
     readonly_fields = ("at", "user", "username", "action", "target", "filter", "count", "reason")
+
+
+# The suppression list and the tracking events (they use the helpers above, so imported last).
+from notifications import admin_deliverability  # noqa: E402, F401

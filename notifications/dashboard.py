@@ -4,6 +4,10 @@ clusters, providers (notifications.flow), and the per-minute chart as server-ren
 The page renders a snapshot and its inline script refreshes the same snapshot as JSON
 (`snapshot_json`), so the numbers a test reads from the JSON are the numbers the page shows.
 
+Deliverability: what the ESPs' tracking webhooks said in the last day (delivered, bounced,
+complained), counted through tracking_lane_type_idx, and the events no message matched (through
+the small unapplied index), capped like the lanes' history counts.
+
 Clusters: django-q2's own status (`Stat`, saved by each cluster every few seconds) is read when
 the broker keeps it where this process can see it: in Redis (REDIS_URL set). With the ORM broker
 it lives in each cluster's process-local cache (LocMemCache here), invisible to the web process,
@@ -25,8 +29,16 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from notifications.flow import provider_states
+from notifications.models import TrackingEvent
 from notifications.providers import configured
-from notifications.selectors import CHART_MINUTES, LaneDashboard, heartbeats, lanes_dashboard
+from notifications.selectors import (
+    CHART_MINUTES,
+    LaneDashboard,
+    Tally,
+    heartbeats,
+    lanes_dashboard,
+    tally,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +68,25 @@ class ProviderState:
 
 
 @dataclass(frozen=True)
+class Deliverability:
+    """Tracking events received in the last DELIVERABILITY_HOURS, over every lane."""
+
+    delivered: Tally
+    bounced: Tally
+    complained: Tally
+    unknown: Tally  # no message matched (yet): kept, retried by tracking_catch_up
+
+
+DELIVERABILITY_HOURS = 24
+
+
+@dataclass(frozen=True)
 class Snapshot:
     at: datetime
     lanes: list[LaneDashboard]
     clusters: list[ClusterState]
     providers: list[ProviderState]
+    deliverability: Deliverability
 
 
 def heartbeat_max_age() -> timedelta:
@@ -121,10 +147,23 @@ def provider_rows() -> list[ProviderState]:
             for name, v in views.items()]
 
 
+def deliverability(*, now: datetime) -> Deliverability:
+    since = now - timedelta(hours=DELIVERABILITY_HOURS)
+    recent = TrackingEvent.objects.filter(lane__in=list(settings.LANES), received_at__gte=since)
+    # An unmatched event is never applied (tracking.record_event), so the partial index of
+    # unapplied events holds them all: a few rows, not the day's traffic.
+    unknown = TrackingEvent.objects.filter(applied=False, message__isnull=True,
+                                           received_at__gte=since)
+    return Deliverability(delivered=tally(recent.filter(event_type="delivered")),
+                          bounced=tally(recent.filter(event_type="bounced")),
+                          complained=tally(recent.filter(event_type="complained")),
+                          unknown=tally(unknown))
+
+
 def snapshot() -> Snapshot:
     now = timezone.now()
     return Snapshot(at=now, lanes=lanes_dashboard(now=now), clusters=cluster_states(now=now),
-                    providers=provider_rows())
+                    providers=provider_rows(), deliverability=deliverability(now=now))
 
 
 # --- the chart ------------------------------------------------------------------------------------
@@ -204,6 +243,10 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
              "source": c.source, "detail": c.detail}
             for c in snap.clusters
         ],
+        "deliverability": {
+            name: getattr(snap.deliverability, name).as_json()
+            for name in ("delivered", "bounced", "complained", "unknown")
+        },
         "providers": [
             {"name": p.name, "state": p.state, "open_for": round(p.open_for, 1),
              "hold_for": round(p.hold_for, 1), "trips": p.trips, "failing": p.failing,

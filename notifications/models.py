@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Upper
 
 
 class Lane(models.TextChoices):
@@ -436,8 +437,15 @@ class Suppression(models.Model):
         ordering = ["-updated_at"]
         constraints = [
             models.UniqueConstraint(fields=["email", "scope"], name="one_suppression_per_scope")]
-        indexes = [models.Index(fields=["email"], condition=models.Q(active=True),
-                                name="suppression_active_idx")]
+        indexes = [
+            models.Index(fields=["email"], condition=models.Q(active=True),
+                         name="suppression_active_idx"),
+            # The admin's search by the start of an address (LIKE 'x%' needs the pattern opclass
+            # on PostgreSQL unless the collation is C) and its newest-first list.
+            models.Index(fields=["email"], name="suppression_email_prefix_idx",
+                         opclasses=["varchar_pattern_ops"]),
+            models.Index(fields=["updated_at", "id"], name="suppression_updated_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.email} ({self.scope or 'all mail'}: {self.reason})"
@@ -477,6 +485,17 @@ class TrackingEvent(models.Model):
                          name="tracking_unapplied_idx"),
             models.Index(fields=["lane", "event_type", "received_at"],
                          name="tracking_lane_type_idx"),
+            # The admin's search (exact values only): by recipient (as the ESP spelled it, so
+            # case-insensitively: recipient__iexact is UPPER(recipient) = UPPER(%s)), by the
+            # ESP's message id, and by our notification id where no message matched (matched
+            # ones are found by message_id).
+            models.Index(Upper("recipient"), name="tracking_recipient_idx"),
+            models.Index(fields=["provider_message_id"],
+                         condition=~models.Q(provider_message_id=""),
+                         name="tracking_provider_id_idx"),
+            models.Index(fields=["notification_id"],
+                         condition=models.Q(message__isnull=True) & ~models.Q(notification_id=""),
+                         name="tracking_unknown_nid_idx"),
         ]
 
     def __str__(self) -> str:

@@ -1,5 +1,6 @@
 """The two operator roles, as Django groups: `viewers` read everything the console shows;
-`operators` also act (requeue, discard, cancel, pause, edit and activate templates).
+`operators` also act (requeue, discard, cancel, pause, edit and activate templates, add to and
+remove from the suppression list, import it).
 
 Created by a migration (notifications 0009) and kept in step after every `migrate` (a
 post_migrate handler), so a model added later is readable by both groups without a new
@@ -19,6 +20,10 @@ CONSOLE_APPS = ("notifications", "dlq", "templates_app", "django_q")
 OPERATOR_ACTIONS = (
     "notifications.cancel_message",
     "notifications.pause_lane",
+    # The suppression list: add (one address, or a CSV import) and change (remove an entry, which
+    # deactivates it). Never delete: the rows are history (notifications/admin_deliverability.py).
+    "notifications.add_suppression",
+    "notifications.change_suppression",
     "dlq.requeue_deadletter",
     "dlq.discard_deadletter",
     "templates_app.add_template",

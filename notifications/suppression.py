@@ -209,6 +209,42 @@ def _insert_new(*, email: str, scope: str, reason: str, source: str, message_id:
     return int(found[0]) if found else None
 
 
+def suppress_many(entries: Iterable[tuple[str, str, str]], *, reason: SuppressionReason | str,
+                  source: str) -> int:
+    """`suppress` for many (email, scope, note) entries at once (a CSV import): the same rule
+    (a new row, or an inactive or weaker one made active with `reason`; a stronger one left
+    alone) in a few queries per call instead of a few per row, which made a 100,000-row import
+    take minutes. Not audited: the caller records the batch once. Returns how many changed.
+
+    A row another request creates between the read and the insert is left as it is (the insert
+    skips it): it came from a webhook, so it is stronger than an operator's entry or is an
+    unsubscribe, which stops the same mail for that category."""
+    reason = SuppressionReason(reason)
+    wanted: dict[tuple[str, str], str] = {}
+    for email, scope, note in entries:
+        wanted.setdefault((normalize(email), scope), note)
+    if not wanted:
+        return 0
+    now = timezone.now()
+    with transaction.atomic():
+        existing = {(r.email, r.scope): r for r in Suppression.objects.select_for_update().filter(
+            email__in={email for email, _ in wanted})}
+        new = [Suppression(email=email, scope=scope, reason=reason, source=source[:200],
+                           note=note)
+               for (email, scope), note in wanted.items() if (email, scope) not in existing]
+        Suppression.objects.bulk_create(new, ignore_conflicts=True)
+        revived = []
+        for key, row in existing.items():
+            if key in wanted and (not row.active or stronger(reason, row.reason)):
+                row.active, row.reason, row.source = True, reason, source[:200]
+                row.note = wanted[key] or row.note
+                row.updated_at = now
+                revived.append(row)
+        Suppression.objects.bulk_update(
+            revived, ["active", "reason", "source", "note", "updated_at"], batch_size=500)
+    return len(new) + len(revived)
+
+
 def unsuppress(*, pks: Iterable[int], user: Any, reason: str = "") -> int:
     """Deactivate suppressions (the address may be mailed again); audited. Returns how many."""
     pks = list(pks)

@@ -36,6 +36,7 @@ from anymail.signals import AnymailTrackingEvent
 from anymail.signals import EventType as AnymailEventType
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from notifications import suppression, transitions
@@ -249,10 +250,16 @@ def tracking_catch_up(*, limit: int = 500) -> int:
     return done
 
 
+# When an event happened: as the ESP says, else when its webhook came (some ESPs send no time).
+# Ordering by occurred_at alone put the undated events first on SQLite and last on PostgreSQL
+# (where NULLs sort), out of order with the time the history shows for them.
+EVENT_TIME = Coalesce("occurred_at", "received_at")
+
+
 def history(message_id: int) -> list[TrackingEvent]:
     """A message's tracking events, oldest first (the API's and the admin's history)."""
     return list(TrackingEvent.objects.filter(message_id=message_id).order_by(
-        "occurred_at", "received_at", "id"))
+        EVENT_TIME, "received_at", "id"))
 
 
 TRACKED_STATUSES = (Status.DELIVERED, Status.BOUNCED, Status.COMPLAINED)

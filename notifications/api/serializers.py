@@ -12,7 +12,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from notifications.models import DeliveryAttempt, EventType, Message
+from notifications.models import (
+    Bounce,
+    DeliveryAttempt,
+    EventType,
+    Message,
+    SuppressionReason,
+)
 from notifications.services import (
     EMAIL_MAX,
     EVENT_MAX,
@@ -98,15 +104,46 @@ class MessageSerializer(serializers.ModelSerializer):
         return {"email": message.to_email, "name": message.to_name}
 
 
+class TrackingSerializer(serializers.Serializer):
+    """One thing the provider's tracking webhooks said about the message after accepting it."""
+
+    event = serializers.CharField(
+        help_text="Anymail's normalized event type: delivered, bounced, complained, deferred, "
+                  "opened, clicked, unsubscribed, ...")
+    at = serializers.DateTimeField(
+        help_text="When it happened, as the provider says; else when the webhook came.")
+    esp = serializers.CharField(help_text="The provider that reported it.")
+    bounce = serializers.ChoiceField(choices=Bounce.choices, allow_null=True,
+                                     help_text="hard or soft for a bounce; else null.")
+    description = serializers.CharField(allow_blank=True,
+                                        help_text="The provider's explanation, if any.")
+
+
+class SuppressedSerializer(serializers.Serializer):
+    """Why a suppressed message was never sent: the suppression-list entry that stopped it."""
+
+    reason = serializers.ChoiceField(choices=SuppressionReason.choices)
+    scope = serializers.CharField(
+        allow_null=True, help_text="The category the recipient is suppressed for; null: every "
+                                   "email.")
+
+
 class MessageDetailSerializer(MessageSerializer):
-    """A message with its subject (rendered from the pinned version) and its attempt log."""
+    """A message with its subject (rendered from the pinned version), its attempt log, its
+    tracking history and, when suppressed, why."""
 
     subject = serializers.CharField(
         allow_null=True, help_text="Rendered from the pinned template version; null if it fails.")
     attempt_log = AttemptSerializer(many=True)
+    tracking = TrackingSerializer(
+        many=True, help_text="What the provider reported after accepting it, oldest first.")
+    suppressed = SuppressedSerializer(
+        allow_null=True, help_text="Set when the status is suppressed (and the entry is still "
+                                   "known); else null.")
 
     class Meta(MessageSerializer.Meta):
-        fields = [*MessageSerializer.Meta.fields, "subject", "attempt_log"]
+        fields = [*MessageSerializer.Meta.fields, "subject", "attempt_log", "tracking",
+                  "suppressed"]
 
 
 class EventTypeSerializer(serializers.ModelSerializer):

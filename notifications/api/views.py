@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from notifications import lookups
+from notifications import lookups, tracking
 from notifications.api.authentication import BearerKeyAuthentication, ProducerUser
 from notifications.api.errors import Backpressure, Conflict, error_body
 from notifications.api.parsing import message_payload, parse_batch, parse_event
@@ -28,7 +28,7 @@ from notifications.api.serializers import (
 )
 from notifications.api.throttling import ProducerRateThrottle
 from notifications.exceptions import IdempotencyConflict, NotifyError
-from notifications.models import EventType, Message, Producer
+from notifications.models import EventType, Message, Producer, Status
 from notifications.selectors import lane_is_full
 from notifications.services import (
     EventRequest,
@@ -168,16 +168,31 @@ def _item_result(index: int, outcome: Queued | NotifyError) -> dict[str, Any]:
             "message": message_payload(outcome.message)}
 
 
+def message_detail(message: Message) -> dict[str, Any]:
+    """MessageDetailSerializer's shape: the payload with the attempts, the tracking history
+    (one query, detail only: the write endpoints' answers stay cheap) and, when suppressed,
+    the entry that stopped it."""
+    payload = message_payload(message, detail=True)
+    payload["tracking"] = [
+        {"event": e.event_type, "at": e.occurred_at or e.received_at, "esp": e.esp,
+         "bounce": e.bounce or None, "description": e.description}
+        for e in tracking.history(message.pk)
+    ]
+    row = message.suppressed_by if message.status == Status.SUPPRESSED else None
+    payload["suppressed"] = {"reason": row.reason, "scope": row.scope or None} if row else None
+    return payload
+
+
 class MessageDetailView(ProducerAPIView):
     @extend_schema(operation_id="messages_retrieve",
                    responses={200: MessageDetailSerializer, 401: ERRORS[401],
                               404: OpenApiResponse(ErrorSerializer)},
-                   summary="A message with its attempts")
+                   summary="A message with its attempts and tracking history")
     def get(self, request: Request, pk: int) -> Response:
-        message = self.own_messages().filter(pk=pk).first()
+        message = self.own_messages().select_related("suppressed_by").filter(pk=pk).first()
         if message is None:
             raise NotFound("No such message.")
-        return Response(message_payload(message, detail=True))
+        return Response(message_detail(message))
 
 
 class MessageCancelView(ProducerAPIView):
@@ -197,7 +212,7 @@ class MessageCancelView(ProducerAPIView):
                 "cancelled.", code="not_cancellable",
             )
         message.refresh_from_db()
-        return Response(message_payload(message, detail=True))
+        return Response(message_detail(message))
 
 
 class EventTypeListView(ProducerAPIView):

@@ -100,6 +100,7 @@ SHOTS = [
     Shot("template-diff", "/admin/templates_app/templateversion/diff/"
          "?template={order_template}&old={order_version}&new={order_draft}"),
     Shot("dashboard", "/admin/notifications/message/dashboard/"),
+    Shot("suppressions", "/admin/notifications/suppression/"),
 ]
 
 
@@ -111,10 +112,17 @@ def seed() -> dict[str, int]:
 
     from dlq.operations import operation_create, operation_run
     from dlq.selectors import DeadLetterFilter
+    from notifications import suppression
     from notifications.audit import audit_record
     from notifications.delivery import drain_lane
     from notifications.demo import seed_demo
-    from notifications.models import AuditAction, DeadReason, Message, Outcome
+    from notifications.models import (
+        AuditAction,
+        DeadReason,
+        Message,
+        Outcome,
+        SuppressionReason,
+    )
     from notifications.roles import OPERATORS, VIEWERS
     from notifications.rollup import rollup_add
     from notifications.services import message_cancel, notify
@@ -184,6 +192,26 @@ def seed() -> dict[str, int]:
                  reason="bounce storm on the newsletter")
     audit_record(user="shell-admin", action=AuditAction.RESUME, target="lane bulk",
                  reason="bounces back to normal")
+
+    # The suppression list as webhooks, recipients and operators fill it (the services that do),
+    # one entry removed since.
+    for name in ("hal", "ida", "ned"):
+        suppression.suppress(email=f"{name}@oldmail.example.com",
+                             reason=SuppressionReason.HARD_BOUNCE, source="Postmark bounced (hard)",
+                             note="550 5.1.1 mailbox unavailable")
+    suppression.suppress(email="reader2@example.com", reason=SuppressionReason.COMPLAINT,
+                         source="Amazon SES complained")
+    suppression.suppress(email="reader1@example.com", reason=SuppressionReason.UNSUBSCRIBE,
+                         scope="marketing.newsletter", source="one-click unsubscribe")
+    suppression.suppress(email="lou@example.com", reason=SuppressionReason.SOFT_BOUNCES,
+                         source="Postmark bounced (soft)", note="3 soft bounces in 7 days")
+    suppression.suppress(email="pat@example.com", reason=SuppressionReason.MANUAL,
+                         source=f"admin: {OPERATOR}", user=olga,
+                         audit_reason="asked by phone to stop all mail")
+    removed, _ = suppression.suppress(email="jo@example.com", reason=SuppressionReason.MANUAL,
+                                      source=f"admin: {OPERATOR}", user=olga,
+                                      audit_reason="typo in the address on file")
+    suppression.unsuppress(pks=[removed.pk], user=olga, reason="address corrected")
 
     # An operation under way: a paced requeue of the biggest group, one chunk done (its task is
     # run here once with no time budget, so it stops after that chunk, as if mid-run).

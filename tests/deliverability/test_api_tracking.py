@@ -1,0 +1,103 @@
+"""The API's message detail: the tracking history (oldest first) and, for a suppressed message,
+why it was never sent. The write endpoints' answers stay without them (no query per row)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from notifications import suppression
+from notifications.delivery import drain_lane
+from notifications.models import Message, Status, Suppression
+from notifications.models import SuppressionReason as R
+from tests.api.conftest import _fresh_caches, api, event, producer, token  # noqa: F401
+from tests.deliverability.test_admin_tracking import T0, webhook
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def sent_through_api(api: APIClient, **overrides: Any) -> Message:  # noqa: F811
+    created = api.post("/api/v1/events/", event(**overrides), format="json").json()
+    drain_lane("transactional")
+    return Message.objects.get(pk=created["id"])
+
+
+def test_the_detail_shows_the_tracking_history_oldest_first(api: APIClient,  # noqa: F811
+                                                            outbox: list[Any]) -> None:
+    message = sent_through_api(api)
+    webhook("opened", message=message, minutes=7)
+    webhook("delivered", message=message, minutes=2)
+    webhook("bounced", message=message, minutes=9, description="Mailbox full",
+            esp_event={"Type": "SoftBounce"})
+    no_time = webhook("clicked", message=message, timestamp=None)
+    assert no_time is not None
+    other = sent_through_api(api, to="bob@example.com")
+    webhook("delivered", message=other)
+
+    body = api.get(f"/api/v1/messages/{message.pk}/").json()
+    assert body["status"] == "bounced"
+    assert body["suppressed"] is None
+    # The clicked event carried no time: it is placed (and shown) at when its webhook came,
+    # now, after the others (which happened two days ago), on every database. Nothing of bob's.
+    shown = [(t["event"], t["at"], t["esp"], t["bounce"], t["description"])
+             for t in body["tracking"]]
+    assert shown == [
+        ("delivered", iso(T0 + timedelta(minutes=2)), "Postmark", None, ""),
+        ("opened", iso(T0 + timedelta(minutes=7)), "Postmark", None, ""),
+        ("bounced", iso(T0 + timedelta(minutes=9)), "Postmark", "soft", "Mailbox full"),
+        ("clicked", iso(no_time.received_at), "Postmark", None, ""),
+    ]
+
+
+def test_a_suppressed_message_says_why(api: APIClient) -> None:  # noqa: F811
+    suppression.suppress(email="ann@example.com", reason=R.HARD_BOUNCE)
+    suppression.suppress(email="bob@example.com", reason=R.UNSUBSCRIBE, scope="order.placed")
+
+    ann = api.post("/api/v1/events/", event(), format="json").json()
+    assert ann["status"] == "suppressed" and "suppressed" not in ann  # the write answer: lean
+    body = api.get(f"/api/v1/messages/{ann['id']}/").json()
+    assert body["suppressed"] == {"reason": "hard_bounce", "scope": None}
+    assert body["tracking"] == []
+
+    bob = api.post("/api/v1/events/", event(to="bob@example.com"), format="json").json()
+    assert api.get(f"/api/v1/messages/{bob['id']}/").json()["suppressed"] == {
+        "reason": "unsubscribe", "scope": "order.placed"}
+
+    # The entry removed since: the message stays suppressed and still says what stopped it.
+    Suppression.objects.filter(email="ann@example.com").update(active=False)
+    assert api.get(f"/api/v1/messages/{ann['id']}/").json()["suppressed"]["reason"] == \
+        "hard_bounce"
+
+
+def test_cancel_answers_the_detail_shape(api: APIClient) -> None:  # noqa: F811
+    created = api.post("/api/v1/events/", event(), format="json").json()
+    body = api.post(f"/api/v1/messages/{created['id']}/cancel/").json()
+    assert body["status"] == Status.CANCELLED
+    assert (body["tracking"], body["suppressed"]) == ([], None)
+
+
+def test_the_detail_costs_the_same_few_queries_however_long_the_history(
+        api: APIClient, outbox: list[Any]) -> None:  # noqa: F811
+    message = sent_through_api(api)
+    url = f"/api/v1/messages/{message.pk}/"
+    webhook("delivered", message=message)
+    api.get(url)  # warm the per-process caches (producer, key)
+    with CaptureQueriesContext(connection) as one:
+        api.get(url)
+    for n in range(20):
+        webhook("opened", message=message, minutes=n + 1)
+    with CaptureQueriesContext(connection) as many:
+        assert len(api.get(url).json()["tracking"]) == 21
+    assert len(many.captured_queries) == len(one.captured_queries)
+
+
+@pytest.fixture(autouse=True)
+def _no_wakeups(no_wakeups: list[str]) -> None:
+    """The API's ingest wakes lanes; these tests drain in-process instead."""
