@@ -58,7 +58,7 @@ def test_the_detail_shows_the_tracking_history_oldest_first(api: APIClient,  # n
 
 def test_a_suppressed_message_says_why(api: APIClient) -> None:  # noqa: F811
     suppression.suppress(email="ann@example.com", reason=R.HARD_BOUNCE)
-    suppression.suppress(email="bob@example.com", reason=R.UNSUBSCRIBE, scope="order.placed")
+    suppression.suppress(email="bob@example.com", reason=R.UNSUBSCRIBE, scope="newsletter")
 
     ann = api.post("/api/v1/events/", event(), format="json").json()
     assert ann["status"] == "suppressed" and "suppressed" not in ann  # the write answer: lean
@@ -66,9 +66,11 @@ def test_a_suppressed_message_says_why(api: APIClient) -> None:  # noqa: F811
     assert body["suppressed"] == {"reason": "hard_bounce", "scope": None}
     assert body["tracking"] == []
 
-    bob = api.post("/api/v1/events/", event(to="bob@example.com"), format="json").json()
+    bob = api.post("/api/v1/events/", event(
+        event="marketing.newsletter", to="bob@example.com",
+        data={"headline": "News", "body": "Hello"}), format="json").json()
     assert api.get(f"/api/v1/messages/{bob['id']}/").json()["suppressed"] == {
-        "reason": "unsubscribe", "scope": "order.placed"}
+        "reason": "unsubscribe", "scope": "newsletter"}
 
     # The entry removed since: the message stays suppressed and still says what stopped it.
     Suppression.objects.filter(email="ann@example.com").update(active=False)
