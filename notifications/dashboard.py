@@ -31,6 +31,8 @@ from django.utils.safestring import SafeString
 from notifications.flow import provider_states
 from notifications.models import TrackingEvent
 from notifications.providers import configured
+from notifications.reputation import BOUNCES, COMPLAINTS, Rate, breaches
+from notifications.reputation import rates as reputation_rates
 from notifications.selectors import (
     CHART_MINUTES,
     LaneDashboard,
@@ -75,6 +77,40 @@ class Deliverability:
     bounced: Tally
     complained: Tally
     unknown: Tally  # no message matched (yet): kept, retried by tracking_catch_up
+    # The reputation guard's view (notifications/reputation.py): per lane, and per provider
+    # when several are configured, with the thresholds it pauses the bulk lane at.
+    rates: list[RateRow]
+    bounce_threshold: float
+    complaint_threshold: float
+    min_volume: int
+
+    @property
+    def bounce_threshold_percent(self) -> float:
+        return self.bounce_threshold * 100
+
+    @property
+    def complaint_threshold_percent(self) -> float:
+        return self.complaint_threshold * 100
+
+
+@dataclass(frozen=True)
+class RateRow:
+    """One reputation rate as the dashboard shows it: percentages, and whether each is past
+    its threshold with enough volume (what the guard pauses the bulk lane for)."""
+
+    rate: Rate
+    bounce_percent: float
+    complaint_percent: float
+    bounce_over: bool
+    complaint_over: bool
+
+
+def _rate_rows(now: datetime) -> list[RateRow]:
+    found = reputation_rates(now)
+    over = {(b.rate.lane, b.rate.provider, b.kind) for b in breaches(found)}
+    return [RateRow(r, r.bounce_rate * 100, r.complaint_rate * 100,
+                    (r.lane, r.provider, BOUNCES) in over, (r.lane, r.provider, COMPLAINTS) in over)
+            for r in found]
 
 
 DELIVERABILITY_HOURS = 24
@@ -148,6 +184,7 @@ def provider_rows() -> list[ProviderState]:
 
 
 def deliverability(*, now: datetime) -> Deliverability:
+    conf = settings.NOTIFY_DELIVERABILITY
     since = now - timedelta(hours=DELIVERABILITY_HOURS)
     recent = TrackingEvent.objects.filter(lane__in=list(settings.LANES), received_at__gte=since)
     # An unmatched event is never applied (tracking.record_event), so the partial index of
@@ -157,7 +194,10 @@ def deliverability(*, now: datetime) -> Deliverability:
     return Deliverability(delivered=tally(recent.filter(event_type="delivered")),
                           bounced=tally(recent.filter(event_type="bounced")),
                           complained=tally(recent.filter(event_type="complained")),
-                          unknown=tally(unknown))
+                          unknown=tally(unknown), rates=_rate_rows(now),
+                          bounce_threshold=conf["BOUNCE_RATE"],
+                          complaint_threshold=conf["COMPLAINT_RATE"],
+                          min_volume=conf["MIN_VOLUME"])
 
 
 def snapshot() -> Snapshot:
@@ -244,8 +284,17 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
             for c in snap.clusters
         ],
         "deliverability": {
-            name: getattr(snap.deliverability, name).as_json()
-            for name in ("delivered", "bounced", "complained", "unknown")
+            **{name: getattr(snap.deliverability, name).as_json()
+               for name in ("delivered", "bounced", "complained", "unknown")},
+            "rates": [
+                {"lane": row.rate.lane, "provider": row.rate.provider, "sent": row.rate.sent,
+                 "capped": row.rate.capped, "hard_bounces": row.rate.hard_bounces,
+                 "complaints": row.rate.complaints, "bounce_rate": row.rate.bounce_rate,
+                 "complaint_rate": row.rate.complaint_rate, "bounce_over": row.bounce_over,
+                 "complaint_over": row.complaint_over,
+                 "window_start": _iso(row.rate.window_start)}
+                for row in snap.deliverability.rates
+            ],
         },
         "providers": [
             {"name": p.name, "state": p.state, "open_for": round(p.open_for, 1),

@@ -201,12 +201,15 @@ def rates(now: datetime | None = None) -> list[Rate]:
         if fresh_only:
             events = events.filter(message__sent_at__gte=start)
         counts: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
-        for row in events.values("message__provider").annotate(
-                hard=Count("message", distinct=True, filter=Q(bounce=Bounce.HARD)),
-                complaints=Count("message", distinct=True,
-                                 filter=Q(event_type=AnymailEventType.COMPLAINED)),
-        ).order_by():
-            counts[row["message__provider"] or ""] = (row["hard"], row["complaints"])
+        tally = {"hard": Count("message_id", distinct=True, filter=Q(bounce=Bounce.HARD)),
+                 "complaints": Count("message_id", distinct=True,
+                                     filter=Q(event_type=AnymailEventType.COMPLAINED))}
+        if len(providers) > 1:
+            for row in events.values("message__provider").annotate(**tally).order_by():
+                counts[row["message__provider"] or ""] = (row["hard"], row["complaints"])
+        else:  # one provider: no join to the Message table
+            total = events.aggregate(**tally)
+            counts[""] = (total["hard"] or 0, total["complaints"] or 0)
         found.append(Rate(
             lane=lane, provider="", sent=sent,
             hard_bounces=sum(h for h, _ in counts.values()),

@@ -9,6 +9,8 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from django.contrib.auth.models import Group, User
+from django.urls import reverse
 from django.utils import timezone
 
 from dlq import tasks
@@ -348,3 +350,23 @@ def test_with_one_provider_there_are_only_lane_rates() -> None:
 
     assert [(r.lane, r.provider) for r in reputation.rates()] == [
         ("transactional", ""), ("bulk", "")]
+
+
+@pytest.mark.usefixtures("guard_settings")
+def test_the_dashboard_shows_each_lanes_rates_and_flags_a_breach(client: Any) -> None:
+    sent("bulk", 200)
+    tracked("bulk", 10)  # 5% > 4%
+    sent("transactional", 200)
+    tracked("transactional", 2)  # 1%
+    user = User.objects.create_user("olga", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name="operators"))
+    client.force_login(user)
+
+    data = client.get(reverse("admin:notifications_message_dashboard_data")).json()
+    page = client.get(reverse("admin:notifications_message_dashboard")).content.decode()
+
+    rates = {r["lane"]: r for r in data["deliverability"]["rates"]}
+    assert (rates["bulk"]["sent"], rates["bulk"]["hard_bounces"]) == (200, 10)
+    assert rates["bulk"]["bounce_over"] and not rates["transactional"]["bounce_over"]
+    assert rates["transactional"]["bounce_rate"] == pytest.approx(0.01)
+    assert "5.00% ⚠" in page and "1.00%" in page
