@@ -202,7 +202,7 @@ def seed() -> dict[str, int]:
     suppression.suppress(email="reader2@example.com", reason=SuppressionReason.COMPLAINT,
                          source="Amazon SES complained")
     suppression.suppress(email="reader1@example.com", reason=SuppressionReason.UNSUBSCRIBE,
-                         scope="marketing.newsletter", source="one-click unsubscribe")
+                         scope="newsletter", source="one-click unsubscribe")
     suppression.suppress(email="lou@example.com", reason=SuppressionReason.SOFT_BOUNCES,
                          source="Postmark bounced (soft)", note="3 soft bounces in 7 days")
     suppression.suppress(email="pat@example.com", reason=SuppressionReason.MANUAL,
