@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import connection
 
 from notifications.models import Message
+from tests.fakes.postmark import FakePostmark
 
 E2E_NOTIFY_ENV = {
     # Fast retries so a test sees several attempts in seconds.
@@ -99,6 +100,22 @@ def start_cluster(
     yield start
     for cluster in started:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def postmark_module(start_cluster: Any) -> Iterator[FakePostmark]:
+    """A fake Postmark on 127.0.0.1 and both lanes' clusters sending to it through Anymail's
+    Postmark backend, for the module's tests (each resets the fake)."""
+    with FakePostmark() as fake:
+        env = {
+            "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
+            "ANYMAIL_POSTMARK_SERVER_TOKEN": fake.server_token,
+            "ANYMAIL_POSTMARK_API_URL": fake.url,
+            "ANYMAIL_REQUESTS_TIMEOUT": "1",
+        }
+        for lane in ("transactional", "bulk"):
+            start_cluster(lane, env)
+        yield fake
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ backend sent), as Postmark builds its own.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,20 +32,6 @@ DATA = {
     "password.reset": {"reset_url": "https://example.com/r/1"},
     "marketing.newsletter": {"headline": "News", "body": "Hello"},
 }
-
-
-@pytest.fixture(scope="module")
-def postmark_module(start_cluster: Any) -> Iterator[FakePostmark]:
-    with FakePostmark() as fake:
-        env = {
-            "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
-            "ANYMAIL_POSTMARK_SERVER_TOKEN": fake.server_token,
-            "ANYMAIL_POSTMARK_API_URL": fake.url,
-            "ANYMAIL_REQUESTS_TIMEOUT": "1",
-        }
-        for lane in ("transactional", "bulk"):
-            start_cluster(lane, env)
-        yield fake
 
 
 @pytest.fixture

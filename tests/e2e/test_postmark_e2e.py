@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
 
 from notifications.delivery import message_id_for
@@ -16,20 +13,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True),
               pytest.mark.usefixtures("demo")]
 
 ORDER = {"order_id": 1, "total": "$1", "items": [{"name": "Tea", "qty": 1}]}
-
-
-@pytest.fixture(scope="module")
-def postmark_module(start_cluster: Any) -> Iterator[FakePostmark]:
-    with FakePostmark() as fake:
-        env = {
-            "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
-            "ANYMAIL_POSTMARK_SERVER_TOKEN": fake.server_token,
-            "ANYMAIL_POSTMARK_API_URL": fake.url,
-            "ANYMAIL_REQUESTS_TIMEOUT": "1",
-        }
-        for lane in ("transactional", "bulk"):
-            start_cluster(lane, env)
-        yield fake
 
 
 @pytest.fixture
