@@ -40,3 +40,13 @@ class EventTypeFactory(factory.django.DjangoModelFactory):
     max_attempts = 3
     expiry = None
     data_schema = None
+
+
+def staff(name: str, group: str) -> Any:
+    """A staff user in one of the console's groups ("operators" or "viewers", notifications/
+    roles.py), with password "pw"."""
+    from django.contrib.auth.models import Group, User
+
+    user = User.objects.create_user(name, password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    return user

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -29,6 +29,7 @@ from notifications.models import (
 )
 from notifications.rollup import minute_of, rollup_add
 from notifications.services import notify
+from tests.factories import staff
 from tests.fakes.postmark import FakePostmark
 
 ORDER = {"order_id": 1, "total": "1", "items": []}
@@ -38,12 +39,6 @@ pytestmark = pytest.mark.usefixtures("demo", "no_wakeups")
 
 DASHBOARD = "admin:notifications_message_dashboard"
 DATA = "admin:notifications_message_dashboard_data"
-
-
-def staff(name: str, group: str) -> User:
-    user = User.objects.create_user(name, password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name=group))
-    return user
 
 
 @pytest.fixture

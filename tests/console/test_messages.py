@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -21,17 +21,12 @@ from notifications.models import AuditEntry, DeadReason, Message, Producer, Stat
 from notifications.selectors import parse_message_id
 from notifications.services import notify
 from tests.console.test_dashboard import assert_no_full_count, seed
+from tests.factories import staff
 
 ORDER = {"order_id": 1, "total": "1", "items": []}
 CHANGELIST = "admin:notifications_message_changelist"
 
 pytestmark = pytest.mark.usefixtures("demo", "no_wakeups")
-
-
-def staff(name: str, group: str) -> User:
-    user = User.objects.create_user(name, password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name=group))
-    return user
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import re
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
@@ -18,6 +17,7 @@ from notifications import suppression, suppression_import
 from notifications.models import AuditAction, AuditEntry, Message, Status, Suppression
 from notifications.models import SuppressionReason as R
 from notifications.services import notify
+from tests.factories import staff
 
 CHANGELIST = "admin:notifications_suppression_changelist"
 ADD = "admin:notifications_suppression_add"
@@ -26,12 +26,6 @@ EXPORT = "admin:notifications_suppression_export"
 ORDER = {"order_id": 1, "total": "1", "items": []}
 
 pytestmark = pytest.mark.usefixtures("demo", "no_wakeups")
-
-
-def staff(name: str, group: str) -> User:
-    user = User.objects.create_user(name, password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name=group))
-    return user
 
 
 @pytest.fixture

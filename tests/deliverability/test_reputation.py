@@ -9,7 +9,6 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.urls import reverse
 from django.utils import timezone
 
@@ -31,6 +30,7 @@ from notifications.models import (
 )
 from notifications.rollup import minute_of
 from notifications.services import notify
+from tests.factories import staff
 
 pytestmark = pytest.mark.usefixtures("demo", "no_wakeups", "guard_settings")
 
@@ -358,9 +358,7 @@ def test_the_dashboard_shows_each_lanes_rates_and_flags_a_breach(client: Any) ->
     tracked("bulk", 10)  # 5% > 4%
     sent("transactional", 200)
     tracked("transactional", 2)  # 1%
-    user = User.objects.create_user("olga", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name="operators"))
-    client.force_login(user)
+    client.force_login(staff("olga", "operators"))
 
     data = client.get(reverse("admin:notifications_message_dashboard_data")).json()
     page = client.get(reverse("admin:notifications_message_dashboard")).content.decode()
