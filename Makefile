@@ -14,7 +14,14 @@ $(STAMP): requirements.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
-install: $(STAMP)
+# SECRET_KEY has no default (project/settings.py): without one set, a random key is made once
+# for this checkout, readable by its owner only.
+var/secret_key:
+	@mkdir -p var
+	@umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+	@echo "generated a random SECRET_KEY into $@ (used while SECRET_KEY is not set)"
+
+install: $(STAMP) var/secret_key
 
 migrate: install
 	$(PY) manage.py migrate --noinput

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from project.env import (
     env_bool,
@@ -27,7 +28,28 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 env = environ.Env()
 
-SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-change-me")
+# SECRET_KEY signs sessions, password-reset links and unsubscribe links (notifications/
+# unsubscribe.py): a known key lets anyone forge them. No default: SECRET_KEY, else the random key
+# `make` generated once into VAR_DIR/secret_key for this checkout, else refuse to start.
+SECRET_KEY_FILE = VAR_DIR / "secret_key"
+
+
+def _secret_key() -> str:
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    if SECRET_KEY_FILE.is_file() and SECRET_KEY_FILE.read_text().strip():
+        return SECRET_KEY_FILE.read_text().strip()
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set. It signs sessions, password-reset and unsubscribe links, so it "
+        "has no default. Set it (e.g. SECRET_KEY=$(python3 -c 'import secrets; "
+        "print(secrets.token_urlsafe(50))')), or use `make run` / `make test`, which generate "
+        f"one into {SECRET_KEY_FILE} for this checkout.")
+
+
+SECRET_KEY = _secret_key()
+# Old keys, comma-separated, still accepted when checking signatures (rotate without breaking
+# the unsubscribe links already mailed).
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 PORT = env_int("PORT", 8000, minimum=1)

@@ -132,3 +132,24 @@ def test_each_provider_gets_its_backend_and_its_options_typed() -> None:
 def test_a_provider_named_twice_is_refused() -> None:
     with pytest.raises(ImproperlyConfigured, match="twice"):
         parse_providers({"EMAIL_BACKENDS": "a,a", "EMAIL_A_BACKEND": "x.y"})
+
+
+def test_no_secret_key_refuses_to_start_naming_it(tmp_path: Any) -> None:
+    """No published default: without SECRET_KEY and without the key `make` generates for a
+    checkout, nothing starts (it signs sessions and unsubscribe links)."""
+    result = manage_check(SECRET_KEY="", VAR_DIR=str(tmp_path))
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+    assert "dev-insecure" not in result.stdout + result.stderr
+
+
+def test_the_generated_key_of_the_checkout_is_used_when_none_is_set(tmp_path: Any) -> None:
+    (tmp_path / "secret_key").write_text("a-random-key-made-by-make\n")
+    code = ("import django; django.setup(); from django.conf import settings; "
+            "print(settings.SECRET_KEY)")
+    clean = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=settings.BASE_DIR, capture_output=True, text=True,
+        env={**clean, "VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "project.settings"},
+        timeout=60)
+    assert result.stdout.strip() == "a-random-key-made-by-make", result.stderr

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -307,6 +308,7 @@ def main() -> None:
         env = {
             **os.environ,
             "VAR_DIR": tmp,
+            "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),
             "DATABASE_URL": f"sqlite:///{tmp}/db.sqlite3",
             "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
             "REDIS_URL": "",
