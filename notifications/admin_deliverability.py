@@ -391,7 +391,7 @@ class TrackingEventAdmin(ReadOnlyAdmin):
             return queryset, False
         match = Q(provider_message_id=term) | Q(recipient__iexact=term)
         pk = parse_message_id(term)
-        if pk is None and term.isdigit() and len(term) < 19:
+        if pk is None and term.isascii() and term.isdigit() and len(term) < 19:
             pk = int(term)
         if pk is not None:
             match |= Q(message_id=pk) | Q(message__isnull=True, notification_id=str(pk))

@@ -159,7 +159,7 @@ def _jsonable(raw: Any) -> dict[str, Any]:
 
 def _match(notification_id: str, provider_id: str, recipient: str) -> Message | None:
     found = None
-    if notification_id.isdigit():
+    if notification_id.isascii() and notification_id.isdigit() and len(notification_id) < 19:
         found = Message.objects.only(*_MESSAGE_FIELDS).filter(pk=int(notification_id)).first()
     if found is None and provider_id:
         found = Message.objects.only(*_MESSAGE_FIELDS).filter(
