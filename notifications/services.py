@@ -48,7 +48,7 @@ from notifications.models import (
     Producer,
 )
 from notifications.schemas import validator_for
-from notifications.suppression import stop_suppressed
+from notifications.suppression import stop_suppressed, would_stop
 from notifications.wakeups import wake_lane_on_commit
 from templates_app.exceptions import NoActiveTemplateVersion
 from templates_app.models import TemplateVersion
@@ -144,21 +144,25 @@ def notify_request(request: EventRequest, *, producer: Producer | str | None = N
             return _replayed(existing, fingerprint)
     message = _build(request, producer_obj, _Lookups(), fingerprint)
     try:
-        if transaction.get_connection().in_atomic_block:
+        if transaction.get_connection().in_atomic_block or would_stop(message):
+            # (A suppressed recipient: the insert and the move to `suppressed` in one
+            # transaction, so no drain can claim the message in between.)
             # A savepoint, so a lost race on the idempotency key does not poison the caller's
             # transaction; the winner's row is returned instead.
             with transaction.atomic():
                 insert_messages([message])
+                live = stop_suppressed([message], claimed=False)
         else:
             insert_messages([message])  # autocommit: one INSERT, no BEGIN/COMMIT around it
+            live = [message]  # a suppression added since is caught by the drain's claim
     except IntegrityError:
         existing = _existing(producer_obj, [key]).get(key) if key else None
         if existing is None:
             raise
         return _replayed(existing, fingerprint)
     # A suppressed recipient: the producer still gets its message (and a 202), shown
-    # `suppressed` at once. (Had a drain claimed it meanwhile, the claim's check stops it.)
-    if stop_suppressed([message], claimed=False):
+    # `suppressed` at once; nothing to wake.
+    if live:
         wake_lane_on_commit(message.lane)
     return Queued(message, created=True)
 

@@ -122,6 +122,14 @@ def blocking(messages: Sequence[Message]) -> dict[int, Row]:
     return out
 
 
+def would_stop(message: Message) -> bool:
+    """Would the rule stop this (unsaved) message now? One query; ingest asks it first so the
+    common case stays a single INSERT."""
+    kind = kind_of(message.event_type_id)
+    return any(blocks(r, kind) for r in active_rows([message.to_email]).get(
+        normalize(message.to_email), ()))
+
+
 def describe(row: Row) -> str:
     label = SuppressionReason(row.reason).label if row.reason in SuppressionReason.values \
         else row.reason
