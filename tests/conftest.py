@@ -4,10 +4,11 @@ from typing import Any
 
 import pytest
 from django.core import mail
+from django.test import Client
 
 from notifications import lookups, senders
 from notifications.demo import seed_demo
-from tests.factories import EventTypeFactory
+from tests.factories import EventTypeFactory, staff
 
 
 @pytest.fixture(autouse=True)
@@ -55,3 +56,18 @@ def no_wakeups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr("notifications.wakeups.async_task", fake_async_task)
     return woken
+
+
+@pytest.fixture
+def ops(client: Client) -> Client:
+    """The test client, logged in as a member of the console's `operators` group."""
+    client.force_login(staff("olga", "operators"))
+    return client
+
+
+@pytest.fixture
+def viewer_client() -> Client:
+    """Another client, logged in as a member of the read-only `viewers` group."""
+    client = Client()
+    client.force_login(staff("victor", "viewers"))
+    return client

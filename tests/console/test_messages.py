@@ -21,25 +21,11 @@ from notifications.models import AuditEntry, DeadReason, Message, Producer, Stat
 from notifications.selectors import parse_message_id
 from notifications.services import notify
 from tests.console.test_dashboard import assert_no_full_count, seed
-from tests.factories import staff
 
 ORDER = {"order_id": 1, "total": "1", "items": []}
 CHANGELIST = "admin:notifications_message_changelist"
 
 pytestmark = pytest.mark.usefixtures("demo", "no_wakeups")
-
-
-@pytest.fixture
-def ops(client: Client) -> Client:
-    client.force_login(staff("olga", "operators"))
-    return client
-
-
-@pytest.fixture
-def viewer_client() -> Client:
-    client = Client()
-    client.force_login(staff("victor", "viewers"))
-    return client
 
 
 def order(to: str, **kw: Any) -> Message:

@@ -17,7 +17,6 @@ from notifications import suppression, suppression_import
 from notifications.models import AuditAction, AuditEntry, Message, Status, Suppression
 from notifications.models import SuppressionReason as R
 from notifications.services import notify
-from tests.factories import staff
 
 CHANGELIST = "admin:notifications_suppression_changelist"
 ADD = "admin:notifications_suppression_add"
@@ -26,19 +25,6 @@ EXPORT = "admin:notifications_suppression_export"
 ORDER = {"order_id": 1, "total": "1", "items": []}
 
 pytestmark = pytest.mark.usefixtures("demo", "no_wakeups")
-
-
-@pytest.fixture
-def ops(client: Client) -> Client:
-    client.force_login(staff("olga", "operators"))
-    return client
-
-
-@pytest.fixture
-def viewer() -> Client:
-    client = Client()
-    client.force_login(staff("victor", "viewers"))
-    return client
 
 
 def order(to: str) -> Message:
@@ -183,23 +169,23 @@ def test_nobody_deletes_or_edits_a_row(ops: Client) -> None:
     assert (row.email, row.active) == ("ann@example.com", True)
 
 
-def test_a_viewer_sees_the_list_but_cannot_add_remove_or_import(viewer: Client) -> None:
+def test_a_viewer_sees_the_list_but_cannot_add_remove_or_import(viewer_client: Client) -> None:
     row, _ = suppression.suppress(email="ann@example.com", reason=R.MANUAL)
 
-    page = viewer.get(reverse(CHANGELIST))
+    page = viewer_client.get(reverse(CHANGELIST))
     assert page.status_code == 200
     text = page.content.decode()
     assert "ann@example.com" in text and "remove_suppressions" not in text
     assert reverse(IMPORT) not in text and reverse(ADD) not in text
-    assert viewer.get(reverse(EXPORT)).status_code == 200
+    assert viewer_client.get(reverse(EXPORT)).status_code == 200
 
-    assert viewer.get(reverse(ADD)).status_code == 403
-    assert viewer.post(reverse(ADD), {"email": "b@example.com", "scope": "",
+    assert viewer_client.get(reverse(ADD)).status_code == 403
+    assert viewer_client.post(reverse(ADD), {"email": "b@example.com", "scope": "",
                                       "reason": "r"}).status_code == 403
-    assert remove(viewer, [row]).status_code == 403
-    assert remove(viewer, [row], confirm="yes", reason="r").status_code == 403
-    assert viewer.get(reverse(IMPORT)).status_code == 403
-    assert viewer.post(reverse(IMPORT), {"file": upload("c@example.com\n"),
+    assert remove(viewer_client, [row]).status_code == 403
+    assert remove(viewer_client, [row], confirm="yes", reason="r").status_code == 403
+    assert viewer_client.get(reverse(IMPORT)).status_code == 403
+    assert viewer_client.post(reverse(IMPORT), {"file": upload("c@example.com\n"),
                                          "reason": "r"}).status_code == 403
     assert list(Suppression.objects.values_list("email", "active")) == [
         ("ann@example.com", True)]

@@ -18,7 +18,7 @@ from notifications.delivery import drain_lane
 from notifications.models import Message, Status, TrackingEvent
 from notifications.models import SuppressionReason as R
 from notifications.tracking import record_event
-from tests.deliverability.test_admin_suppressions import ops, order, viewer  # noqa: F401
+from tests.deliverability.test_admin_suppressions import order
 
 CHANGELIST = "admin:notifications_trackingevent_changelist"
 # When the ESP says the events happened: two days ago (an event with no time is placed at now).
@@ -62,7 +62,7 @@ def rows(client: Client, **params: Any) -> list[str]:
 
 
 def test_the_list_shows_matched_and_unknown_events_and_filters_them(
-        ops: Client, sent_ann: Message) -> None:  # noqa: F811
+        ops: Client, sent_ann: Message) -> None:
     webhook("delivered", message=sent_ann)
     webhook("bounced", esp="Amazon SES", message_id="ses-9", recipient="lost@example.com",
             metadata={"notification_id": "999999"})
@@ -79,7 +79,7 @@ def test_the_list_shows_matched_and_unknown_events_and_filters_them(
     assert rows(ops, applied__exact="0") == ["lost@example.com"]
 
 
-def test_it_searches_by_recipient_esp_id_and_our_id(ops: Client, sent_ann: Message) -> None:  # noqa: F811
+def test_it_searches_by_recipient_esp_id_and_our_id(ops: Client, sent_ann: Message) -> None:
     webhook("delivered", message=sent_ann)
     webhook("deferred", message_id="ses-9", recipient="Lost@Example.com",
             metadata={"notification_id": "999999"})
@@ -94,7 +94,7 @@ def test_it_searches_by_recipient_esp_id_and_our_id(ops: Client, sent_ann: Messa
 
 
 def test_the_detail_shows_the_raw_payload_and_nothing_can_be_changed(
-        ops: Client, sent_ann: Message) -> None:  # noqa: F811
+        ops: Client, sent_ann: Message) -> None:
     event = webhook("bounced", message=sent_ann, description="mailbox unknown",
                     esp_event={"Type": "HardBounce", "Details": "<b>smtp;550</b>"})
     assert event is not None
@@ -110,7 +110,7 @@ def test_the_detail_shows_the_raw_payload_and_nothing_can_be_changed(
 
 
 def test_the_message_page_shows_its_tracking_history_and_bounce(
-        ops: Client, sent_ann: Message) -> None:  # noqa: F811
+        ops: Client, sent_ann: Message) -> None:
     webhook("opened", message=sent_ann, minutes=5)
     webhook("delivered", message=sent_ann, minutes=1)
     webhook("bounced", message=sent_ann, minutes=9, description="mailbox unknown",
@@ -127,7 +127,7 @@ def test_the_message_page_shows_its_tracking_history_and_bounce(
     assert re.search(r"Bounce:</label>\s*<div class=\"readonly\">Hard", text)
 
 
-def test_a_suppressed_message_links_to_the_entry_that_stopped_it(ops: Client) -> None:  # noqa: F811
+def test_a_suppressed_message_links_to_the_entry_that_stopped_it(ops: Client) -> None:
     row, _ = suppression.suppress(email="cat@example.com", reason=R.COMPLAINT)
     message = order("cat@example.com")
     assert message.status == Status.SUPPRESSED
@@ -139,14 +139,14 @@ def test_a_suppressed_message_links_to_the_entry_that_stopped_it(ops: Client) ->
     assert ops.get(link).status_code == 200
 
 
-def test_a_viewer_reads_tracking_events(viewer: Client, sent_ann: Message) -> None:  # noqa: F811
+def test_a_viewer_reads_tracking_events(viewer_client: Client, sent_ann: Message) -> None:
     webhook("delivered", message=sent_ann)
-    assert rows(viewer) == ["ann@example.com"]
-    page = viewer.get(reverse("admin:notifications_message_change", args=[sent_ann.pk]))
+    assert rows(viewer_client) == ["ann@example.com"]
+    page = viewer_client.get(reverse("admin:notifications_message_change", args=[sent_ann.pk]))
     assert "Tracking history" in page.content.decode()
 
 
-def test_the_dashboard_counts_the_last_days_tracking(ops: Client, outbox: list[Any]) -> None:  # noqa: F811
+def test_the_dashboard_counts_the_last_days_tracking(ops: Client, outbox: list[Any]) -> None:
     first, second, third = (sent(f"{n}@example.com") for n in ("a", "b", "c"))
     webhook("delivered", message=first)
     webhook("delivered", message=second)
