@@ -34,6 +34,7 @@ import os
 import random
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ from django.db.models import Min, Q
 from django.utils import timezone
 
 from dlq.signatures import failure_signature
-from notifications import lookups, transitions, unsubscribe
+from notifications import lookups, totals, transitions, unsubscribe
 from notifications.content import message_render, versions_for
 from notifications.errors import RENDER, SendResult
 from notifications.flow import Gate, ProviderFlow
@@ -83,7 +84,7 @@ IDLE_POLL = 0.025
 SEND_FIELDS = (
     "id", "event_type_id", "to_email", "to_name", "data", "template_version_id",
     "lane", "priority", "status", "attempts", "max_attempts", "expires_at",
-    "lease_token", "lease_until", "next_attempt_at", "provider",
+    "lease_token", "lease_until", "next_attempt_at", "provider", "created_at",
 )
 
 
@@ -257,6 +258,7 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
         if o.result.outcome == Outcome.SENT:
             sent_by.setdefault(o.provider, []).append(o)
     attempt_rows = []
+    counts: Counter[totals.Key] = Counter()
     with transaction.atomic():
         for provider, sent in sent_by.items():
             report.sent += transitions.mark_sent(
@@ -264,10 +266,22 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
                 provider_ids={o.message.pk: o.result.provider_message_id for o in sent
                               if o.result.provider_message_id != message_id_for(o.message.pk)},
             )
+        lane = outcomes[0].message.lane  # one claim is one lane
         for outcome in outcomes:
-            message, result = outcome.message, outcome.result
+            message, result, provider = outcome.message, outcome.result, outcome.provider
             if result.outcome != Outcome.SENT:
-                _record_failure(message, result, token, now, report, outcome.provider)
+                counts[(lane, provider, "failed", result.outcome)] += 1
+                moved = _record_failure(message, result, token, now, report, provider)
+                if moved == RETRIED:
+                    counts[(lane, provider, "retried", "")] += 1
+                elif moved:
+                    counts[(lane, provider, "dead", moved)] += 1
+            else:
+                counts[(lane, provider, "sent", "")] += 1
+                totals.observe(counts, lane, provider, "queue_ms",
+                               int((now - message.created_at).total_seconds() * 1000))
+            if provider:  # a request was made (not a render failure)
+                totals.observe(counts, lane, provider, "send_ms", outcome.duration_ms)
             attempt_rows.append(
                 DeliveryAttempt(
                     message_id=message.pk, number=message.attempts, started_at=outcome.started_at,
@@ -280,17 +294,19 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
                 )
             )
         DeliveryAttempt.objects.bulk_create(attempt_rows)
-        # Last in the transaction: the rollup row's lock is then held only for the commit.
-        # One claim is one lane, so the chunk's lane is its first message's.
-        rollup_add(lane=outcomes[0].message.lane, at=now, sent=report.sent,
-                   failed=report.retried, dead=report.dead)
+        # Last in the transaction: the totals' and the rollup row's locks are then held only
+        # for the commit (always in this order, so two drains never deadlock on them).
+        totals.add(counts)
+        rollup_add(lane=lane, at=now, sent=report.sent, failed=report.retried, dead=report.dead)
     return report
 
 
 def _record_failure(
     message: Message, result: SendResult, token: UUID, now: datetime, report: DrainReport,
     provider: str,
-) -> None:
+) -> str:
+    """Retry or kill one message whose try failed; returns RETRIED, the dead reason, or "" if
+    another process had moved it."""
     error = f"{result.error_class}: {result.error_message}".strip(": ")
     reason: DeadReason
     if result.outcome == Outcome.PERMANENT:
@@ -307,17 +323,23 @@ def _record_failure(
         else:
             # Unknown: the provider may have sent it, so no other provider may.
             pin = provider if result.outcome == Outcome.UNKNOWN else ""
-            report.retried += transitions.schedule_retry(message.pk, token=token, due=due,
-                                                         error=error, pin=pin)
-            return
+            moved = transitions.schedule_retry(message.pk, token=token, due=due, error=error,
+                                               pin=pin)
+            report.retried += moved
+            return RETRIED if moved else ""
     # From what the DeliveryAttempt row stores (truncated alike), so a backfill from the attempt
     # computes the same signature.
     signature = failure_signature(
         dead_reason=reason, error_class=result.error_class[:200],
         error_code=result.error_code[:40], error_message=result.error_message,
         to_email=message.to_email)
-    report.dead += transitions.kill([message.pk], token=token, reason=reason, error=error,
-                                    signature=signature)
+    moved = transitions.kill([message.pk], token=token, reason=reason, error=error,
+                             signature=signature)
+    report.dead += moved
+    return str(reason) if moved else ""
+
+
+RETRIED = "retried"
 
 
 def release_untried(messages: Sequence[Message], token: UUID, *, reason: str) -> int:

@@ -500,3 +500,26 @@ class TrackingEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.esp} {self.event_type} #{self.message_id or '?'}"
+
+
+class MetricTotal(models.Model):
+    """A cumulative count since the platform's first send, for /metrics (notifications/totals.py).
+
+    One row per (lane, provider, name, label): `sent`, `failed` by outcome, `retried`, `dead` by
+    reason, `suppressed` by reason, and the buckets and sums of two histograms (send duration,
+    enqueue to sent). Written in the transaction that records what it counts, so it is right
+    across processes and hosts and is never lowered: Prometheus reads a counter that goes down
+    as a restart. A few dozen rows in all, kept when the history they count is deleted."""
+
+    lane = models.CharField(max_length=20)
+    provider = models.CharField(max_length=100, blank=True, default="")
+    name = models.CharField(max_length=40)
+    label = models.CharField(max_length=40, blank=True, default="")
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["lane", "provider", "name", "label"],
+                                               name="one_metric_total_per_key")]
+
+    def __str__(self) -> str:
+        return f"{self.lane} {self.provider} {self.name} {self.label}: {self.value}"

@@ -11,13 +11,15 @@ Runs every NOTIFY_SWEEP_MINUTES on each lane's cluster:
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
+from django.db import transaction
 from django.utils import timezone
 
-from notifications import transitions
+from notifications import totals, transitions
 from notifications.lanes import lane_is_paused
-from notifications.models import CLAIMABLE, Message, Status
+from notifications.models import CLAIMABLE, DeadReason, Message, Outcome, Status
 from notifications.rollup import rollup_add
 from notifications.wakeups import heartbeat, wake_lane
 
@@ -38,12 +40,21 @@ def sweep_lane(lane: str, *, limit: int = 1000) -> SweepReport:
         Message.objects.filter(lane=lane, status=Status.PROCESSING, lease_until__lt=now)
         .only("id", "attempts", "max_attempts", "lease_token")[:limit]
     )
+    counts: Counter[totals.Key] = Counter()
     for message in expired:
         moved_to = transitions.lease_expired(message, now=now)
         report.dead += moved_to == Status.DEAD
         report.requeued += moved_to == Status.RETRY
-    # The dashboard's DLQ growth counts these deaths too (the drain's rollup never saw them).
-    rollup_add(lane=lane, at=now, dead=report.dead)
+        if moved_to is not None:
+            counts[(lane, "", "failed", Outcome.LEASE_EXPIRED)] += 1
+            if moved_to == Status.DEAD:
+                counts[(lane, "", "dead", DeadReason.MAX_ATTEMPTS)] += 1
+            else:
+                counts[(lane, "", "retried", "")] += 1
+    # The dashboard's DLQ growth and /metrics count these too (the drain never saw them).
+    with transaction.atomic():
+        totals.add(counts)
+        rollup_add(lane=lane, at=now, dead=report.dead)
     if lane_is_paused(lane):
         return report  # lane_resume wakes it
     if Message.objects.filter(lane=lane, status__in=CLAIMABLE, next_attempt_at__lte=now).exists():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from ipaddress import IPv4Network, IPv6Network, ip_network
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -47,6 +48,21 @@ def parse_int(name: str, raw: str, *, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {raw!r}")
     return value
+
+
+def parse_networks(name: str, raw: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """A comma list of addresses or networks ("127.0.0.1, 10.0.0.0/8, ::1"); empty = none."""
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must be a comma list of IP addresses or networks (10.0.0.0/8), "
+                f"got {item!r}") from None
+    return tuple(networks)
 
 
 def env_bool(name: str, default: bool) -> bool:

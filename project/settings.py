@@ -19,6 +19,7 @@ from project.env import (
     env_int,
     parse_bool,
     parse_float,
+    parse_networks,
     parse_providers,
 )
 
@@ -248,6 +249,16 @@ NOTIFY_DELIVERABILITY = {
     "MIN_VOLUME": env_int("NOTIFY_REPUTATION_MIN_VOLUME", 500, minimum=1),
     "BOUNCE_RATE": env_float("NOTIFY_REPUTATION_BOUNCE_RATE", 0.04, minimum=0),
     "COMPLAINT_RATE": env_float("NOTIFY_REPUTATION_COMPLAINT_RATE", 0.0008, minimum=0),
+}
+
+# --- Prometheus metrics (/metrics, notifications/metrics.py) ------------------------------------
+NOTIFY_METRICS = {
+    # A scrape with "Authorization: Bearer <TOKEN>" is served from anywhere; empty = no token.
+    "TOKEN": env.str("NOTIFY_METRICS_TOKEN", default=""),
+    # Without the token, only these client addresses are served (REMOTE_ADDR: behind a proxy,
+    # the proxy's). Default: loopback only.
+    "ALLOW": parse_networks("NOTIFY_METRICS_ALLOW",
+                            os.environ.get("NOTIFY_METRICS_ALLOW", "127.0.0.1/32,::1/128")),
 }
 
 # --- Dead letter queue operations and alerts (dlq/) -----------------------------------------------

@@ -7,6 +7,7 @@ from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from notifications.api.errors import json_error
+from notifications.metrics import metrics
 from notifications.unsubscribe_views import unsubscribe
 from notifications.webhooks import require_webhook_secret
 from project import health
@@ -25,6 +26,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("health/", health.health, name="health"),
     path("health/ready/", health.ready, name="health-ready"),
+    # Prometheus; loopback or a bearer token only (NOTIFY_METRICS_ALLOW, NOTIFY_METRICS_TOKEN).
+    path("metrics", metrics, name="metrics"),
     # Anymail's tracking (and inbound) webhook views, refused while ANYMAIL_WEBHOOK_SECRET is
     # unset: Anymail itself would accept anyone's events then, with only a warning.
     path("anymail/", include(require_webhook_secret(_anymail_patterns()))),

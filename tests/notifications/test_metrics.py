@@ -1,0 +1,200 @@
+"""GET /metrics: who may read it, and that its figures are the database's, through real drains."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
+from django.test import Client
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from notifications.delivery import claim_batch, drain_lane
+from notifications.models import Message, MetricTotal, Status
+from notifications.services import notify
+from notifications.sweeper import sweep_lane
+from project.env import parse_networks
+from tests.fakes.postmark import FakePostmark
+
+ORDER = {"order_id": 7, "total": "$5", "items": [{"name": "Tea", "qty": 1}]}
+
+pytestmark = pytest.mark.usefixtures("demo", "no_wakeups")
+
+
+@pytest.fixture
+def postmark(settings: Any) -> Iterator[FakePostmark]:
+    with FakePostmark() as fake:
+        settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+        settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": fake.server_token,
+                            "POSTMARK_API_URL": fake.url, "REQUESTS_TIMEOUT": 0.5}
+        settings.NOTIFY = {**settings.NOTIFY, "RETRY_BASE_SECONDS": 0.0,
+                           "RETRY_CAP_SECONDS": 0.0}
+        yield fake
+
+
+def scrape(client: Client, **headers: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """{(sample name, sorted labels): value} of one scrape."""
+    response = client.get("/metrics", **headers)
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("text/plain; version=")
+    samples = {}
+    for family in text_string_to_metric_families(response.content.decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: dict[Any, float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def order(to: str) -> Message:
+    return notify(event="order.placed", to=to, data=ORDER)
+
+
+# --- access ------------------------------------------------------------------------------------
+
+def test_loopback_reads_it_and_others_are_refused(client: Client) -> None:
+    assert client.get("/metrics").status_code == 200  # the test client is 127.0.0.1
+    assert client.get("/metrics", REMOTE_ADDR="::1").status_code == 200
+    refused = client.get("/metrics", REMOTE_ADDR="10.1.2.3")
+    assert refused.status_code == 403
+    assert b"NOTIFY_METRICS_TOKEN" in refused.content
+    assert client.post("/metrics").status_code == 405
+
+
+def test_a_bearer_token_opens_it_from_anywhere_and_a_wrong_one_is_refused(
+    client: Client, settings: Any,
+) -> None:
+    settings.NOTIFY_METRICS = {**settings.NOTIFY_METRICS, "TOKEN": "s3cret"}
+    far = {"REMOTE_ADDR": "203.0.113.9"}
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret", **far).status_code == 200
+    wrong = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3crex", **far)
+    assert wrong.status_code == 401
+    assert wrong["WWW-Authenticate"].startswith("Bearer")
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Basic czNjcmV0", **far).status_code == 401
+    assert client.get("/metrics", **far).status_code == 403  # no token, not allowed
+    # A wrong token is refused even from loopback: it is a misconfigured scraper.
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer nope").status_code == 401
+
+
+def test_the_allow_list_takes_networks(client: Client, settings: Any) -> None:
+    settings.NOTIFY_METRICS = {**settings.NOTIFY_METRICS,
+                               "ALLOW": parse_networks("X", "10.0.0.0/8, 192.0.2.7")}
+    assert client.get("/metrics", REMOTE_ADDR="10.200.0.1").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="192.0.2.7").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="192.0.2.8").status_code == 403
+    assert client.get("/metrics").status_code == 403  # loopback is no longer listed
+
+
+def test_a_bad_allow_list_refuses_to_start_with_the_variable_named() -> None:
+    with pytest.raises(ImproperlyConfigured, match="NOTIFY_METRICS_ALLOW.*'10.0.0.300'"):
+        parse_networks("NOTIFY_METRICS_ALLOW", "127.0.0.1, 10.0.0.300")
+    assert parse_networks("NOTIFY_METRICS_ALLOW", " ") == ()
+
+
+def test_a_database_outage_answers_503_not_500(client: Client, monkeypatch: Any) -> None:
+    def down() -> None:
+        raise DatabaseError("connection refused")
+
+    monkeypatch.setattr("notifications.selectors.exact_counts", down)
+    response = client.get("/metrics")
+    assert response.status_code == 503
+    assert b"database" in response.content
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+def test_queue_gauges_are_the_tables(client: Client) -> None:
+    old = order("old@example.com")
+    Message.objects.filter(pk=old.pk).update(next_attempt_at=timezone.now() - timedelta(minutes=7))
+    order("new@example.com")
+    dead = order("dead@example.com")
+    Message.objects.filter(pk=dead.pk).update(status=Status.DEAD, dead_reason="max_attempts")
+    notify(event="marketing.newsletter", to="n@example.com",
+           data={"headline": "Hi", "body": "News"})
+
+    samples = scrape(client)
+
+    assert value(samples, "notify_queue_messages", lane="transactional", status="pending") == 2
+    assert value(samples, "notify_queue_messages", lane="transactional", status="dead") == 1
+    assert value(samples, "notify_queue_messages", lane="bulk", status="pending") == 1
+    assert value(samples, "notify_dlq_messages", lane="transactional") == 1
+    assert value(samples, "notify_queue_due_messages", lane="transactional") == 2
+    age = value(samples, "notify_queue_oldest_due_age_seconds", lane="transactional")
+    assert 7 * 60 <= age < 7 * 60 + 30
+    assert value(samples, "notify_lane_paused", lane="bulk") == 0
+    assert value(samples, "notify_provider_breaker_state", provider="default",
+                 state="closed") == 1
+
+
+def test_counters_and_histograms_count_what_the_drains_recorded(
+    client: Client, postmark: FakePostmark,
+) -> None:
+    postmark.script("retry@example.com", ["503"])
+    postmark.script("refused@example.com", ["422"])
+    for to in ("a@example.com", "b@example.com", "retry@example.com", "refused@example.com"):
+        order(to)
+
+    drain_lane("transactional", budget=3.0)
+
+    assert Message.objects.filter(status=Status.SENT).count() == 3
+    samples = scrape(client)
+    lane = {"lane": "transactional", "provider": "default"}
+    assert value(samples, "notify_sent_total", **lane) == 3
+    assert value(samples, "notify_failed_total", outcome="transient", **lane) == 1
+    assert value(samples, "notify_failed_total", outcome="permanent", **lane) == 1
+    assert value(samples, "notify_retried_total", **lane) == 1
+    assert value(samples, "notify_dead_total", reason="permanent_error", **lane) == 1
+    # Every request is a send duration; every sent message a time from enqueue to sent.
+    assert value(samples, "notify_send_duration_seconds_count", **lane) == 5
+    assert value(samples, "notify_send_duration_seconds_bucket", le="+Inf", **lane) == 5
+    assert value(samples, "notify_send_duration_seconds_sum", **lane) > 0
+    assert value(samples, "notify_enqueue_to_sent_seconds_count", **lane) == 3
+    assert value(samples, "notify_enqueue_to_sent_seconds_bucket", le="60.0", **lane) == 3
+    # Buckets are cumulative.
+    bounds = sorted((float(dict(k[1])["le"]), v) for k, v in samples.items()
+                    if k[0] == "notify_send_duration_seconds_bucket")
+    assert [v for _, v in bounds] == sorted(v for _, v in bounds)
+
+
+def test_counters_outlive_the_rows_they_counted(client: Client, postmark: FakePostmark) -> None:
+    order("a@example.com")
+    drain_lane("transactional", budget=2.0)
+    Message.objects.all().delete()  # as retention will
+
+    samples = scrape(client)
+
+    assert value(samples, "notify_sent_total", lane="transactional", provider="default") == 1
+
+
+def test_the_sweeper_counts_lost_leases(client: Client, outbox: list[Any]) -> None:
+    retried, dead = order("a@example.com"), order("b@example.com")
+    Message.objects.filter(pk=dead.pk).update(attempts=7)
+    claim_batch("transactional", 10)
+    Message.objects.filter(pk__in=[retried.pk, dead.pk]).update(
+        lease_until=timezone.now() - timedelta(seconds=1))
+
+    sweep_lane("transactional")
+
+    samples = scrape(client)
+    lane = {"lane": "transactional", "provider": ""}
+    assert value(samples, "notify_failed_total", outcome="lease_expired", **lane) == 2
+    assert value(samples, "notify_retried_total", **lane) == 1
+    assert value(samples, "notify_dead_total", reason="max_attempts", **lane) == 1
+
+
+def test_a_scrape_is_a_few_queries_whatever_the_volume(
+    client: Client, postmark: FakePostmark, django_assert_max_num_queries: Any,
+) -> None:
+    for i in range(30):
+        order(f"u{i}@example.com")
+    drain_lane("transactional", budget=3.0)
+    assert MetricTotal.objects.count() < 40
+
+    with django_assert_max_num_queries(8):
+        client.get("/metrics")
