@@ -52,7 +52,7 @@ from django.db.models import Min, Q
 from django.utils import timezone
 
 from dlq.signatures import failure_signature
-from notifications import lookups, totals, transitions, unsubscribe
+from notifications import events, lookups, totals, transitions, unsubscribe
 from notifications.content import message_render, versions_for
 from notifications.errors import RENDER, SendResult
 from notifications.flow import Gate, ProviderFlow
@@ -259,6 +259,8 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
             sent_by.setdefault(o.provider, []).append(o)
     attempt_rows = []
     counts: Counter[totals.Key] = Counter()
+    logged: list[tuple[str, dict[str, Any]]] = []
+    log = events.enabled()
     with transaction.atomic():
         for provider, sent in sent_by.items():
             report.sent += transitions.mark_sent(
@@ -277,9 +279,12 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
                 elif moved:
                     counts[(lane, provider, "dead", moved)] += 1
             else:
+                moved = "sent"
                 counts[(lane, provider, "sent", "")] += 1
                 totals.observe(counts, lane, provider, "queue_ms",
                                int((now - message.created_at).total_seconds() * 1000))
+            if log and moved:
+                logged.append(_event(outcome, moved, lane))
             if provider:  # a request was made (not a render failure)
                 totals.observe(counts, lane, provider, "send_ms", outcome.duration_ms)
             attempt_rows.append(
@@ -298,7 +303,29 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
         # for the commit (always in this order, so two drains never deadlock on them).
         totals.add(counts)
         rollup_add(lane=lane, at=now, sent=report.sent, failed=report.retried, dead=report.dead)
+    if log:  # committed
+        events.emit_all(logged)
+        events.emit("drain.chunk", lane=lane, providers=",".join(sorted(
+            {o.provider for o in outcomes if o.provider})), messages=len(outcomes),
+            sent=report.sent, retried=report.retried, dead=report.dead,
+            record_ms=int((timezone.now() - now).total_seconds() * 1000))
     return report
+
+
+def _event(outcome: Attempted, moved: str, lane: str) -> tuple[str, dict[str, Any]]:
+    result = outcome.result
+    fields: dict[str, Any] = {
+        "message_id": outcome.message.pk, "lane": lane, "provider": outcome.provider,
+        "outcome": str(result.outcome), "attempt": outcome.message.attempts,
+        "duration_ms": outcome.duration_ms}
+    if result.outcome == Outcome.SENT:
+        fields["provider_message_id"] = result.provider_message_id
+        return "message.sent", fields
+    fields["error_code"] = result.error_code
+    if moved == RETRIED:
+        return "message.retry", fields
+    fields["dead_reason"] = moved
+    return "message.dead", fields
 
 
 def _record_failure(

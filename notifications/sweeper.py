@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from notifications import totals, transitions
+from notifications import events, totals, transitions
 from notifications.lanes import lane_is_paused
 from notifications.models import CLAIMABLE, DeadReason, Message, Outcome, Status
 from notifications.rollup import rollup_add
@@ -46,6 +46,9 @@ def sweep_lane(lane: str, *, limit: int = 1000) -> SweepReport:
         report.dead += moved_to == Status.DEAD
         report.requeued += moved_to == Status.RETRY
         if moved_to is not None:
+            events.emit("message.lease_expired", message_id=message.pk, lane=lane, provider="",
+                        outcome=str(Outcome.LEASE_EXPIRED), attempt=message.attempts,
+                        status=str(moved_to))
             counts[(lane, "", "failed", Outcome.LEASE_EXPIRED)] += 1
             if moved_to == Status.DEAD:
                 counts[(lane, "", "dead", DeadReason.MAX_ATTEMPTS)] += 1

@@ -143,12 +143,27 @@ STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns about a missing root; it se
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
+# LOG_FORMAT=json writes one JSON object per line (for a log pipeline); text is for terminals.
+# Both carry the structured events' fields (notifications/events.py); project/logs.py.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text").strip().lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {"()": "project.logs.TextFormatter",
+                 "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "pythonjsonlogger.orjson.OrjsonFormatter",
+                 "fmt": ["asctime", "levelname", "name", "message", "process"],
+                 "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+                 "datefmt": "%Y-%m-%dT%H:%M:%S%z"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Structured events, one line per message state change and per recorded chunk: set
+    # LOG_LEVEL_EVENTS=WARNING to silence them (they are INFO).
+    "loggers": {"notifications.events": {"level": env.str("LOG_LEVEL_EVENTS", default="INFO")}},
 }
 
 # --- Email ----------------------------------------------------------------------------------------

@@ -198,3 +198,56 @@ def test_a_scrape_is_a_few_queries_whatever_the_volume(
 
     with django_assert_max_num_queries(8):
         client.get("/metrics")
+
+
+# --- structured logs -----------------------------------------------------------------------------
+
+def test_each_state_change_and_chunk_is_one_structured_log_line(
+    postmark: FakePostmark, caplog: Any,
+) -> None:
+    postmark.script("refused@example.com", ["422"])
+    sent, refused = order("a@example.com"), order("refused@example.com")
+
+    with caplog.at_level("INFO", logger="notifications.events"):
+        drain_lane("transactional", budget=2.0)
+
+    by_message = {r.message_id: r for r in caplog.records if r.msg.startswith("message.")}
+    assert by_message[sent.pk].msg == "message.sent"
+    assert (by_message[sent.pk].lane, by_message[sent.pk].provider,
+            by_message[sent.pk].outcome) == ("transactional", "default", "sent")
+    assert by_message[refused.pk].msg == "message.dead"
+    assert (by_message[refused.pk].outcome, by_message[refused.pk].dead_reason,
+            by_message[refused.pk].error_code) == ("permanent", "permanent_error",
+                                                    "recipient_refused")
+    chunks = [r for r in caplog.records if r.msg == "drain.chunk"]
+    assert sum(r.messages for r in chunks) == 2
+    assert sum(r.sent for r in chunks) == 1 and sum(r.dead for r in chunks) == 1
+
+
+def test_the_json_format_writes_the_fields_as_keys_and_text_as_key_value() -> None:
+    import json
+    import logging
+
+    from pythonjsonlogger.orjson import OrjsonFormatter
+
+    from project.logs import TextFormatter
+
+    record = logging.LogRecord("notifications.events", logging.INFO, __file__, 1, "message.retry",
+                               None, None)
+    record.__dict__.update(message_id=7, lane="bulk", error_code="503", note="two words")
+    line = json.loads(OrjsonFormatter(["levelname", "name", "message"]).format(record))
+    assert (line["message"], line["message_id"], line["lane"], line["error_code"]) == (
+        "message.retry", 7, "bulk", "503")
+    text = TextFormatter("%(levelname)s %(message)s").format(record)
+    assert text == "INFO message.retry message_id=7 lane=bulk error_code=503 note='two words'"
+
+
+def test_a_bad_log_format_refuses_to_start(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import project.settings"],
+                          env={**__import__("os").environ, "LOG_FORMAT": "yaml"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "LOG_FORMAT must be text or json, got 'yaml'" in done.stderr
