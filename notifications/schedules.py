@@ -29,3 +29,15 @@ def ensure_schedules(**kwargs: Any) -> None:
                 "cluster": lane,
             },
         )
+    # Housekeeping on the cluster that runs the DLQ's jobs (the bulk lane's by default: niced,
+    # so it yields the CPU to transactional mail).
+    Schedule.objects.update_or_create(
+        name="retention",
+        defaults={
+            "func": "notifications.tasks.retention",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": settings.NOTIFY["RETENTION_MINUTES"],
+            "repeats": -1,
+            "cluster": settings.NOTIFY_DLQ["CLUSTER"],
+        },
+    )

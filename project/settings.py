@@ -240,6 +240,16 @@ NOTIFY = {
     # Domain used in the stable Message-ID header of every email.
     "MESSAGE_ID_DOMAIN": env.str("NOTIFY_MESSAGE_ID_DOMAIN", default="notifications.local"),
     "SWEEP_MINUTES": env_int("NOTIFY_SWEEP_MINUTES", 1, minimum=1),
+    # Finished messages (sent, delivered, bounced, complained, cancelled, suppressed) and their
+    # attempts are deleted this many days after their last change (0 = kept forever); dead
+    # letters wait for an operator. notifications/retention.py, every RETENTION_MINUTES, in
+    # batches of RETENTION_BATCH with a pause between them, for at most RETENTION_BUDGET_SECONDS
+    # per task.
+    "RETENTION_DAYS": env_int("NOTIFY_RETENTION_DAYS", 30, minimum=0),
+    "RETENTION_MINUTES": env_int("NOTIFY_RETENTION_MINUTES", 15, minimum=1),
+    "RETENTION_BATCH": env_int("NOTIFY_RETENTION_BATCH", 500, minimum=1),
+    "RETENTION_PAUSE_SECONDS": env_float("NOTIFY_RETENTION_PAUSE_SECONDS", 0.05, minimum=0),
+    "RETENTION_BUDGET_SECONDS": env_float("NOTIFY_RETENTION_BUDGET_SECONDS", 20.0, minimum=1),
     # How long a process reuses event types, template versions and producers' scopes.
     "LOOKUP_CACHE_SECONDS": env_float("NOTIFY_LOOKUP_CACHE_SECONDS", 5.0, minimum=0),
     # notify() refuses a send_at further ahead than this, or more than the skew in the past.
