@@ -146,6 +146,7 @@ WHITENOISE_AUTOREFRESH = DEBUG
 # LOG_FORMAT=json writes one JSON object per line (for a log pipeline); text is for terminals.
 # Both carry the structured events' fields (notifications/events.py); project/logs.py.
 LOG_FORMAT = env.str("LOG_FORMAT", default="text").strip().lower()
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 if LOG_FORMAT not in ("text", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}")
 LOGGING = {
@@ -160,10 +161,11 @@ LOGGING = {
                  "datefmt": "%Y-%m-%dT%H:%M:%S%z"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # Structured events, one line per message state change and per recorded chunk: set
-    # LOG_LEVEL_EVENTS=WARNING to silence them (they are INFO).
-    "loggers": {"notifications.events": {"level": env.str("LOG_LEVEL_EVENTS", default="INFO")}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # Structured events, one line per message state change and per recorded chunk (INFO): set
+    # LOG_LEVEL_EVENTS=WARNING to silence them alone.
+    "loggers": {"notifications.events": {"level": env.str("LOG_LEVEL_EVENTS",
+                                                          default=LOG_LEVEL)}},
 }
 
 # --- Email ----------------------------------------------------------------------------------------
@@ -243,12 +245,12 @@ NOTIFY = {
     # Finished messages (sent, delivered, bounced, complained, cancelled, suppressed) and their
     # attempts are deleted this many days after their last change (0 = kept forever); dead
     # letters wait for an operator. notifications/retention.py, every RETENTION_MINUTES, in
-    # batches of RETENTION_BATCH with a pause between them, for at most RETENTION_BUDGET_SECONDS
-    # per task.
+    # batches of RETENTION_BATCH, busy at most RETENTION_DUTY_CYCLE of the time (it sleeps in
+    # proportion to how long each batch took), for at most RETENTION_BUDGET_SECONDS per task.
     "RETENTION_DAYS": env_int("NOTIFY_RETENTION_DAYS", 30, minimum=0),
     "RETENTION_MINUTES": env_int("NOTIFY_RETENTION_MINUTES", 15, minimum=1),
     "RETENTION_BATCH": env_int("NOTIFY_RETENTION_BATCH", 500, minimum=1),
-    "RETENTION_PAUSE_SECONDS": env_float("NOTIFY_RETENTION_PAUSE_SECONDS", 0.05, minimum=0),
+    "RETENTION_DUTY_CYCLE": env_float("NOTIFY_RETENTION_DUTY_CYCLE", 0.1, minimum=0.01),
     "RETENTION_BUDGET_SECONDS": env_float("NOTIFY_RETENTION_BUDGET_SECONDS", 20.0, minimum=1),
     # How long a process reuses event types, template versions and producers' scopes.
     "LOOKUP_CACHE_SECONDS": env_float("NOTIFY_LOOKUP_CACHE_SECONDS", 5.0, minimum=0),

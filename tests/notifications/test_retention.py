@@ -56,7 +56,7 @@ def test_it_deletes_old_finished_messages_with_their_rows_and_keeps_the_rest() -
     message("late-bounce@example.com", status=Status.BOUNCED, age_days=40, changed_days=2)
     message("recent@example.com", age_days=3)
 
-    report = retention_delete(days=30, batch=2, pause=0)
+    report = retention_delete(days=30, batch=2, duty=1)
 
     assert remaining() == {"old-dead@example.com", "old-pending@example.com",
                            "late-bounce@example.com", "recent@example.com"}
@@ -72,10 +72,10 @@ def test_it_stops_at_its_budget_and_says_more_is_left() -> None:
     for i in range(5):
         message(f"old{i}@example.com", age_days=40)
 
-    report = retention_delete(days=30, batch=2, budget=0.0001, pause=0)
+    report = retention_delete(days=30, batch=2, budget=0.0001, duty=1)
 
     assert (report.messages, report.batches, report.more) == (2, 1, True)
-    assert retention_delete(days=30, batch=10, pause=0).messages == 3
+    assert retention_delete(days=30, batch=10, duty=1).messages == 3
 
 
 def test_zero_days_keeps_everything() -> None:
@@ -98,7 +98,7 @@ def test_counters_are_not_lowered_by_retention(client: Any) -> None:
     MetricTotal.objects.create(lane="transactional", provider="default", name="sent", value=9)
     message("old@example.com", age_days=40)
 
-    retention_delete(days=30, pause=0)
+    retention_delete(days=30, duty=1)
 
     assert MetricTotal.objects.get(name="sent").value == 9
 
@@ -111,7 +111,7 @@ def test_the_task_queues_its_continuation_while_rows_remain(monkeypatch: Any,
     monkeypatch.setattr("django_q.tasks.async_task",
                         lambda func, **kw: queued.append((func, kw)))
     settings.NOTIFY = {**settings.NOTIFY, "RETENTION_BATCH": 1,
-                       "RETENTION_BUDGET_SECONDS": 0.0001, "RETENTION_PAUSE_SECONDS": 0}
+                       "RETENTION_BUDGET_SECONDS": 0.0001, "RETENTION_DUTY_CYCLE": 1}
     message("a@example.com", age_days=40)
     message("b@example.com", age_days=40)
 
@@ -175,7 +175,7 @@ def test_a_row_another_transaction_holds_is_skipped_not_waited_for() -> None:
     try:
         assert locked.wait(10)
         started = time.monotonic()
-        report = retention_delete(days=30, pause=0)
+        report = retention_delete(days=30, duty=1)
         took = time.monotonic() - started
     finally:
         release.set()
@@ -184,4 +184,26 @@ def test_a_row_another_transaction_holds_is_skipped_not_waited_for() -> None:
     assert took < 2 and report.messages == 1
     assert remaining() == {"held@example.com"}
     assert not Message.objects.filter(pk=other.pk).exists()
-    assert retention_delete(days=30, pause=0).messages == 1  # the next run takes it
+    assert retention_delete(days=30, duty=1).messages == 1  # the next run takes it
+
+
+def test_it_sleeps_in_proportion_to_its_work_to_keep_its_duty_cycle(monkeypatch: Any) -> None:
+    import time
+
+    slept: list[float] = []
+    monkeypatch.setattr("notifications.retention.time.sleep", slept.append)
+    for i in range(4):
+        message(f"old{i}@example.com", age_days=40)
+
+    started = time.monotonic()
+    report = retention_delete(days=30, batch=1, duty=0.25)
+    worked = time.monotonic() - started  # the sleeps were not slept
+
+    assert report.messages == 4 and len(slept) == 4
+    assert all(s > 0 for s in slept)
+    # Busy a quarter of the time: it sleeps three times what it worked.
+    assert 3 * worked * 0.5 < sum(slept) <= 3 * worked
+    slept.clear()
+    message("again@example.com", age_days=40)
+    retention_delete(days=30, duty=1)
+    assert slept == []
