@@ -8,6 +8,7 @@ them with their defaults. Defaults are chosen so `make run` works on a fresh mac
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -66,6 +67,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    # Admin login throttling: failed logins per (username, client address) lock that pair out.
+    "axes",
     "templates_app",
     "notifications",
     "dlq",
@@ -83,7 +86,44 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it answers a locked-out login with its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# --- Security --------------------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    # Refuses a locked-out (username, address) pair before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Password guessing on the admin login (django-axes): AXES_FAILURE_LIMIT wrong passwords for one
+# username from one client address lock that pair out for AXES_COOLOFF_MINUTES (others, and the
+# same user from elsewhere, can still log in); a success resets the count. Behind a reverse proxy
+# REMOTE_ADDR is the proxy's: the lockout then applies per username through that proxy.
+# `manage.py axes_reset` unlocks everyone; the admin lists the attempts.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+AXES_VERBOSE = False  # no banner in every process's log; lockouts are still logged
+
+# HTTPS settings for production, each opt-in (deploy/production.env sets them all and passes
+# `manage.py check --deploy`). HTTPS=true turns on the secure defaults at once.
+HTTPS = env_bool("HTTPS", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto (and strips it from clients).
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# The health and metrics endpoints answer load balancers and Prometheus over plain HTTP inside
+# the network: no redirect for them.
+SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
 
 ROOT_URLCONF = "project.urls"
 WSGI_APPLICATION = "project.wsgi.application"
