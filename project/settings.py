@@ -90,7 +90,7 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-# --- Security --------------------------------------------------------------------------------------
+# --- Security ------------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     # Refuses a locked-out (username, address) pair before any password is checked.
     "axes.backends.AxesStandaloneBackend",
