@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test install migrate demo bench bench-delivery bench-provider bench-api bench-isolation \
+.PHONY: run serve test install migrate demo bench bench-delivery bench-provider bench-api bench-isolation \
 	bench-plots bench-console bench-webhooks bench-retention chaos lint clean screenshots
 
 $(STAMP): requirements.txt
@@ -31,6 +31,11 @@ demo: migrate
 
 run: demo
 	$(PY) manage.py run_platform
+
+# As it runs in production: deploy/Procfile (migrate, gunicorn, one qcluster per lane), DEBUG off,
+# on 127.0.0.1:$(PORT) (8000). Same database and outbox as `make run`.
+serve: demo
+	DEBUG=false BIND=127.0.0.1 $(PY) manage.py run_platform --procfile deploy/Procfile
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,7 +1,7 @@
 """deploy/prometheus: the alert rules are valid, do what their tests say, and name only metrics
 that /metrics serves.
 
-promtool (Debian's prometheus package; .ci/run installs it and sets PROMTOOL_REQUIRED) checks the
+promtool (Debian's prometheus package; .ci/run installs it and sets DEPLOY_TOOLS_REQUIRED) checks the
 rules, runs their unit tests (alerts.test.yml) and checks the example scrape configuration.
 Without it those three skip; the cross-check with /metrics below always runs.
 """
@@ -20,7 +20,7 @@ import yaml
 from django.test import Client
 
 PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
-REQUIRED_ENV = "PROMTOOL_REQUIRED"
+REQUIRED_ENV = "DEPLOY_TOOLS_REQUIRED"
 
 
 def promtool(*args: str, cwd: Path = PROMETHEUS) -> str:
