@@ -357,6 +357,7 @@ class AuditAction(models.TextChoices):
     TEMPLATE_EDIT = "template_edit", "New template version"
     TEMPLATE_TEST_SEND = "template_test_send", "Template test send"
     OPERATION_CANCEL = "operation_cancel", "Cancel an operation"
+    OPERATION_RETRY = "operation_retry", "Retry a failed operation"
     SUPPRESS = "suppress", "Add to the suppression list"
     UNSUPPRESS = "unsuppress", "Remove from the suppression list"
     SUPPRESS_IMPORT = "suppress_import", "Import suppressions"
