@@ -224,6 +224,9 @@ NOTIFY = {
     # Domain used in the stable Message-ID header of every email.
     "MESSAGE_ID_DOMAIN": env.str("NOTIFY_MESSAGE_ID_DOMAIN", default="notifications.local"),
     "SWEEP_MINUTES": env_int("NOTIFY_SWEEP_MINUTES", 1, minimum=1),
+    # Each qcluster worker process writes its beat this often (notifications/clusters.py); the
+    # dashboard calls a cluster down after three missed beats.
+    "CLUSTER_BEAT_SECONDS": env_float("NOTIFY_CLUSTER_BEAT_SECONDS", 10.0, minimum=0.1),
     # How long a process reuses event types, template versions and producers' scopes.
     "LOOKUP_CACHE_SECONDS": env_float("NOTIFY_LOOKUP_CACHE_SECONDS", 5.0, minimum=0),
     # notify() refuses a send_at further ahead than this, or more than the skew in the past.
