@@ -40,7 +40,7 @@ from dlq.admin_filters import (
     UntilFilter,
     filter_from_request,
 )
-from dlq.models import DeadLetter, Operation, OperationKind, RePin
+from dlq.models import DeadLetter, Operation, OperationKind, OperationStatus, RePin
 from dlq.operations import (
     MAX_PACE,
     MIN_PACE,
@@ -48,6 +48,7 @@ from dlq.operations import (
     operation_cancel,
     operation_create,
     operation_enqueue,
+    operation_retry,
 )
 from dlq.selectors import (
     MAYBE_SENT,
@@ -258,6 +259,8 @@ class DeadLetterAdmin(admin.ModelAdmin):
                  name="dlq_operation_progress"),
             path("operations/<int:pk>/cancel/", view(self.operation_cancel_view),
                  name="dlq_operation_cancel"),
+            path("operations/<int:pk>/retry/", view(self.operation_retry_view),
+                 name="dlq_operation_retry"),
         ] + super().get_urls()
 
     def _context(self, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
@@ -340,10 +343,11 @@ class DeadLetterAdmin(admin.ModelAdmin):
         if not request.user.has_perm("dlq.view_operation"):
             raise PermissionDenied
         operation = get_object_or_404(Operation, pk=pk)
-        can_cancel = request.user.has_perm(PERMS[OperationKind(operation.kind)])
+        can_act = request.user.has_perm(PERMS[OperationKind(operation.kind)])
         return TemplateResponse(request, "admin/dlq/operation.html", self._context(
             request, f"Operation #{operation.pk}: {operation.get_kind_display().lower()}",
-            operation=operation, can_cancel=can_cancel and not operation.is_final,
+            operation=operation, can_cancel=can_act and not operation.is_final,
+            can_retry=can_act and operation.status == OperationStatus.FAILED,
             skipped_rows=sorted(operation.skipped.items()),
             filter_text=DeadLetterFilter.from_params(operation.filter).describe()))
 
@@ -357,6 +361,21 @@ class DeadLetterAdmin(admin.ModelAdmin):
                                        "the chunk in progress.", messages.WARNING)
         else:
             self.message_user(request, f"Operation #{pk} had already ended.", messages.INFO)
+        return HttpResponseRedirect(reverse("admin:dlq_operation_progress", args=[pk]))
+
+    def operation_retry_view(self, request: HttpRequest, pk: int) -> HttpResponseBase:
+        operation = get_object_or_404(Operation, pk=pk)
+        _require(request, operation.kind)
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if operation_retry(operation=operation, user=request.user):
+            where = (f"after message #{operation.cursor}" if operation.cursor
+                     else "from the start")
+            self.message_user(request, f"Operation #{pk} restarted: it goes on {where}; what "
+                                       "it did before the error stays done.", messages.SUCCESS)
+        else:
+            self.message_user(request, f"Operation #{pk} has not failed: nothing to retry.",
+                              messages.INFO)
         return HttpResponseRedirect(reverse("admin:dlq_operation_progress", args=[pk]))
 
 

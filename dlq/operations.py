@@ -11,6 +11,10 @@ django-q2 task in chunks, with progress, a pace, a cancel button and an audit tr
    spent it frees the lease and queues its successor, which goes on from the cursor.
 3. It ends `done` (no row left), `cancelled` or `failed` (an error; the chunk rolled back) and
    audits the final count.
+4. A failed operation stays failed until an operator retries it (`operation_retry`, audited):
+   the error may need fixing first (a template, a full disk), so nothing retries it blindly.
+   The retry queues a task that goes on from the saved cursor: the chunks committed before the
+   error stay done, and the chunk that failed is the first one tried again.
 
 If a worker dies mid-operation its lease expires; `operations_resume_stale` (run every minute
 by the alerts schedule, or `manage.py dlq resume`) queues a task that continues from the saved
@@ -134,6 +138,32 @@ def operation_cancel(*, operation: Operation, user: Any) -> bool:
         if Operation.objects.filter(pk=operation.pk, status=OperationStatus.PENDING).filter(
                 Q(lease_until__isnull=True) | Q(lease_until__lt=now)).exists():
             _finish(operation.pk, OperationStatus.CANCELLED)
+    return True
+
+
+def operation_retry(*, operation: Operation, user: Any) -> bool:
+    """Restart a FAILED operation from its saved cursor; returns False if it had not failed
+    (or another retry got there first). Audited, with the error it had; the task is queued on
+    commit.
+
+    The failing chunk's transaction rolled back, so the cursor is the end of the last chunk
+    that committed: the retry starts with the chunk that failed and redoes nothing before it.
+    `max_pk` is kept, so letters that died since are not taken in (a new operation takes them).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        error = Operation.objects.filter(pk=operation.pk).values_list("error", flat=True).first()
+        retried = Operation.objects.filter(pk=operation.pk, status=OperationStatus.FAILED).update(
+            status=OperationStatus.PENDING, error="", finished_at=None, lease_until=None,
+            cancel_requested=False, updated_at=now)
+        if not retried:
+            return False
+        current = Operation.objects.get(pk=operation.pk)
+        audit_record(user=user, action=AuditAction.OPERATION_RETRY,
+                     target=f"operation #{current.pk}: {current.kind}", count=current.done,
+                     reason=f"retried by an operator after: {error or 'an unknown error'}",
+                     filter=_audit_filter(current, cursor=current.cursor))
+        operation_enqueue(current)
     return True
 
 

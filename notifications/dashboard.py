@@ -8,12 +8,13 @@ Deliverability: what the ESPs' tracking webhooks said in the last day (delivered
 complained), counted through tracking_lane_type_idx, and the events no message matched (through
 the small unapplied index), capped like the lanes' history counts.
 
-Clusters: django-q2's own status (`Stat`, saved by each cluster every few seconds) is read when
-the broker keeps it where this process can see it: in Redis (REDIS_URL set). With the ORM broker
-it lives in each cluster's process-local cache (LocMemCache here), invisible to the web process,
-so each lane's cluster is judged by its heartbeat (LaneState.heartbeat_at, written by every
-drain and every sweep, at least every NOTIFY_SWEEP_MINUTES). Both are shown when both exist;
-each row says which source it comes from.
+Clusters, with any broker: per lane, whether it is served (its heartbeat, LaneState.heartbeat_at,
+written by every drain and every sweep, at least every NOTIFY_SWEEP_MINUTES; what the alert and
+readiness check use), then each qcluster process serving it, from its workers' own beats
+(notifications/clusters.py): up while a worker beat within three beats, with its live worker
+count. django-q2's own status (`Stat`) is added when the broker keeps it where this process can
+see it, in Redis (REDIS_URL set); with the ORM broker it lives in each cluster's process-local
+cache. Each row says which source it comes from.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from notifications.clusters import ClusterView, cluster_views
 from notifications.flow import provider_states
 from notifications.models import TrackingEvent
 from notifications.providers import configured
@@ -45,6 +47,7 @@ from notifications.selectors import (
 logger = logging.getLogger(__name__)
 
 HEARTBEAT = "heartbeat"
+BEATS = "worker beats"
 QSTAT = "django-q2 Stat"
 
 
@@ -52,10 +55,17 @@ QSTAT = "django-q2 Stat"
 class ClusterState:
     name: str
     up: bool
-    workers: int | None
+    workers: int | None  # live workers (Stat: its pool); None when nothing says
     last_seen: datetime | None
-    source: str  # HEARTBEAT or QSTAT
+    source: str  # HEARTBEAT (a lane), BEATS (a qcluster process) or QSTAT
     detail: str = ""
+    lane: str = ""
+    configured_workers: int | None = None
+    stopped: bool = False  # BEATS: every worker exited cleanly
+
+    @property
+    def state(self) -> str:
+        return "up" if self.up else "stopped" if self.stopped else "down"
 
 
 @dataclass(frozen=True)
@@ -126,28 +136,45 @@ class Snapshot:
 
 
 def heartbeat_max_age() -> timedelta:
-    """A lane's cluster is down when it has not beaten for this long (3 missed sweeps)."""
+    """A lane is down when none of its clusters ran a drain or a sweep for this long (3 missed
+    sweeps)."""
     return timedelta(minutes=settings.NOTIFY["SWEEP_MINUTES"] * 3)
 
 
-def _configured_workers(lane: str) -> int | None:
-    alt = settings.Q_CLUSTER.get("ALT_CLUSTERS", {})
-    workers = alt.get(lane, {}).get("workers", settings.Q_CLUSTER.get("workers"))
-    return int(workers) if workers is not None else None
-
-
 def cluster_states(*, now: datetime) -> list[ClusterState]:
+    """Per lane its heartbeat row, then its clusters; then clusters of other names, then Stat."""
     beats = heartbeats()
     max_age = heartbeat_max_age()
+    views = cluster_views(now=now)
     clusters = []
     for lane in settings.LANES:
         beat = beats.get(lane)
+        mine = [v for v in views if v.cluster == lane]
+        up = [v for v in mine if v.up]
         clusters.append(ClusterState(
-            name=lane, up=beat is not None and now - beat <= max_age,
-            workers=_configured_workers(lane), last_seen=beat, source=HEARTBEAT,
-            detail="workers as configured"))
+            name=lane, lane=lane, up=beat is not None and now - beat <= max_age,
+            # No cluster of this lane has ever beaten (started before the beats existed, or
+            # never): how many workers serve it is unknown, not zero.
+            workers=sum(v.live_workers for v in up) if mine else None,
+            last_seen=beat, source=HEARTBEAT,
+            detail=f"last drain or sweep; {len(up)} of {len(mine)} cluster(s) up"))
+        clusters.extend(_beat_state(v) for v in mine)
+    clusters.extend(_beat_state(v) for v in views if v.cluster not in settings.LANES)
     clusters.extend(_qstats())
     return clusters
+
+
+def _beat_state(view: ClusterView) -> ClusterState:
+    if view.up:
+        detail = f"started {view.started_at:%Y-%m-%d %H:%M:%S} UTC"
+    elif view.stopped:
+        detail = "stopped cleanly"
+    else:
+        detail = "not beating: killed, hung or its host is down"
+    return ClusterState(
+        name=f"{view.cluster} on {view.host} (pid {view.pid})", lane=view.cluster, up=view.up,
+        workers=view.live_workers, configured_workers=view.workers, last_seen=view.last_seen,
+        source=BEATS, detail=detail, stopped=view.stopped)
 
 
 def _qstats() -> list[ClusterState]:
@@ -278,7 +305,9 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
             for lane in snap.lanes
         },
         "clusters": [
-            {"name": c.name, "up": c.up, "workers": c.workers, "last_seen": _iso(c.last_seen),
+            {"name": c.name, "lane": c.lane, "up": c.up, "state": c.state,
+             "workers": c.workers, "configured_workers": c.configured_workers,
+             "last_seen": _iso(c.last_seen),
              "last_seen_age_seconds": _seconds(snap.at - c.last_seen) if c.last_seen else None,
              "source": c.source, "detail": c.detail}
             for c in snap.clusters

@@ -295,6 +295,33 @@ class LaneState(models.Model):
         return self.lane
 
 
+class ClusterWorker(models.Model):
+    """One row per qcluster worker process, beaten by that process every
+    NOTIFY_CLUSTER_BEAT_SECONDS (written only by notifications/clusters.py). The dashboard
+    groups the rows by qcluster process (host, cluster_pid) into clusters, each with its lane
+    and live worker count: django-q2's own Stat is out of the web process's sight with the ORM
+    broker. Rows not beaten for a day are deleted by the writers."""
+
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField(help_text="The worker process.")
+    cluster_pid = models.PositiveIntegerField(help_text="Its qcluster process.")
+    cluster = models.CharField(max_length=100, help_text="Q_CLUSTER_NAME: the lane it serves.")
+    workers = models.PositiveSmallIntegerField(help_text="Workers its cluster is configured "
+                                                         "with.")
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True,
+                                      help_text="It exited cleanly (a stop or a recycle).")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["host", "pid"],
+                                               name="clusterworker_host_pid")]
+        indexes = [models.Index(fields=["beat_at"], name="clusterworker_beat_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.cluster} worker {self.host}:{self.pid}"
+
+
 class LaneMinute(models.Model):
     """Per lane and minute: how many sends the drains recorded, by outcome (a small rollup the
     dashboard charts and counts from, so it never counts the Message table)."""
@@ -357,6 +384,7 @@ class AuditAction(models.TextChoices):
     TEMPLATE_EDIT = "template_edit", "New template version"
     TEMPLATE_TEST_SEND = "template_test_send", "Template test send"
     OPERATION_CANCEL = "operation_cancel", "Cancel an operation"
+    OPERATION_RETRY = "operation_retry", "Retry a failed operation"
     SUPPRESS = "suppress", "Add to the suppression list"
     UNSUPPRESS = "unsuppress", "Remove from the suppression list"
     SUPPRESS_IMPORT = "suppress_import", "Import suppressions"

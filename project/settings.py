@@ -292,6 +292,9 @@ NOTIFY = {
     "RETENTION_BATCH": env_int("NOTIFY_RETENTION_BATCH", 500, minimum=1),
     "RETENTION_DUTY_CYCLE": env_float("NOTIFY_RETENTION_DUTY_CYCLE", 0.1, minimum=0.01),
     "RETENTION_BUDGET_SECONDS": env_float("NOTIFY_RETENTION_BUDGET_SECONDS", 20.0, minimum=1),
+    # Each qcluster worker process writes its beat this often (notifications/clusters.py); the
+    # dashboard calls a cluster down after three missed beats.
+    "CLUSTER_BEAT_SECONDS": env_float("NOTIFY_CLUSTER_BEAT_SECONDS", 10.0, minimum=0.1),
     # How long a process reuses event types, template versions and producers' scopes.
     "LOOKUP_CACHE_SECONDS": env_float("NOTIFY_LOOKUP_CACHE_SECONDS", 5.0, minimum=0),
     # notify() refuses a send_at further ahead than this, or more than the skew in the past.

@@ -162,3 +162,54 @@ def test_an_operator_cancels_a_slow_operation_halfway(
     assert ended is not None and ended.filter["status"] == "cancelled"
     assert ended.count == operation.done
     assert re.search(r"cancelled$", ended.target), ended.target
+
+
+def test_an_operator_retries_a_failed_operation_and_it_goes_on_from_where_it_stopped(
+    page: Any, login: Any, olga: Any, lanes: Any, postmark: FakePostmark, settings: Any,
+) -> None:
+    from dlq import operations
+    from dlq.operations import operation_create, operation_run
+    from dlq.selectors import DeadLetterFilter
+
+    pks = [seed.dead_letter(to=f"f{n}@example.com").pk for n in range(6)]
+    operation = operation_create(kind="requeue", flt=DeadLetterFilter(), reason="relay fixed",
+                                 user=olga)
+    # Its task fails on the second chunk of two (the chunk rolls back), as a worker would see a
+    # database error; the first chunk stays committed.
+    settings.NOTIFY_DLQ = {**settings.NOTIFY_DLQ, "CHUNK_SIZE": 2}
+    real = operations.dead_letters_requeue
+    calls: list[list[int]] = []
+
+    def fails_once(**kwargs: Any) -> Any:
+        calls.append(kwargs["pks"])
+        if len(calls) == 2:
+            raise RuntimeError("the database went away")
+        return real(**kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(operations, "dead_letters_requeue", fails_once)
+        failed = operation_run(operation.pk, budget=60, requeue_self=False)
+    assert failed is not None and (failed.status, failed.done) == (OperationStatus.FAILED, 2)
+
+    lanes("bulk", "transactional")
+    login(page, olga)
+    page.goto(f"/admin/dlq/deadletter/operations/{operation.pk}/")
+    expect(page.locator("#op-status")).to_have_text("Failed")
+    expect(page.locator("#op-error")).to_contain_text("the database went away")
+    expect(page.locator("#op-cursor")).to_contain_text(f"message #{pks[1]}")
+    page.click("input[value='Retry from where it stopped']")
+
+    expect(page.locator("ul.messagelist")).to_contain_text(f"after message #{pks[1]}")
+    expect(page.locator("#op-status")).to_have_text("Done", timeout=30_000)
+    expect(page.locator("#op-done")).to_have_text("6")
+    expect(page.locator("input[value='Retry from where it stopped']")).to_have_count(0)
+
+    wait_until(lambda: Message.objects.filter(pk__in=pks, status=Status.SENT).count() == 6, 30,
+               "the six to be sent")
+    by_message_id = postmark.count_accepted_by_message_id()
+    assert [by_message_id[message_id_for(pk)] for pk in pks] == [1] * 6
+    retry = AuditEntry.objects.get(action=AuditAction.OPERATION_RETRY)
+    assert retry.username == "olga" and "the database went away" in retry.reason
+    assert retry.count == 2 and retry.filter["cursor"] == pks[1]
+    ended = AuditEntry.objects.filter(action=AuditAction.REQUEUE).order_by("id").last()
+    assert ended is not None and (ended.count, ended.filter["status"]) == (6, "done")

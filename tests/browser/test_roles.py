@@ -84,6 +84,9 @@ def test_a_viewer_reads_the_consoles_but_every_action_url_is_403(
     dead = seed.dead_letter()
     operation = operation_create(kind="requeue", flt=DeadLetterFilter(), reason="outage over",
                                  user="olga")
+    failed = operation_create(kind="discard", flt=DeadLetterFilter(), reason="cleanup",
+                              user="olga")
+    Operation.objects.filter(pk=failed.pk).update(status="failed", error="RuntimeError: boom")
     template = Template.objects.get(key="order-confirmation")
     active = TemplateVersion.objects.get(template=template, locale="en", is_active=True)
     old = template_version_create(template=template, locale="en", subject="Old subject",
@@ -99,6 +102,9 @@ def test_a_viewer_reads_the_consoles_but_every_action_url_is_403(
     page.goto(reverse("admin:dlq_operation_progress", args=[operation.pk]))
     expect(page.locator("#op-status")).to_have_text("Pending")
     expect(page.locator("input[value='Cancel operation']")).to_have_count(0)
+    page.goto(reverse("admin:dlq_operation_progress", args=[failed.pk]))
+    expect(page.locator("#op-error")).to_have_text("RuntimeError: boom")
+    expect(page.locator("input[value='Retry from where it stopped']")).to_have_count(0)
     # A valid token of the viewer's own session (the logout form's): refusals below are the
     # permission checks, not CSRF.
     token = page.locator("#logout-form input[name=csrfmiddlewaretoken]").input_value()
@@ -107,6 +113,7 @@ def test_a_viewer_reads_the_consoles_but_every_action_url_is_403(
         reverse("admin:dlq_deadletter_confirm", args=["requeue"]),
         reverse("admin:dlq_deadletter_confirm", args=["discard"]),
         reverse("admin:dlq_operation_cancel", args=[operation.pk]),
+        reverse("admin:dlq_operation_retry", args=[failed.pk]),
         reverse("admin:templates_app_templateversion_add") + f"?template={template.pk}&locale=en",
         reverse("admin:templates_app_templateversion_activate", args=[old.pk]),
         reverse("admin:templates_app_templateversion_draft_preview"),
@@ -127,7 +134,8 @@ def test_a_viewer_reads_the_consoles_but_every_action_url_is_403(
     assert Message.objects.get(pk=dead.pk).status == Status.DEAD
     operation.refresh_from_db()
     assert (operation.cancel_requested, operation.status) == (False, "pending")
-    assert Operation.objects.count() == 1
+    assert Operation.objects.get(pk=failed.pk).status == "failed"
+    assert Operation.objects.count() == 2
     assert TemplateVersion.objects.get(template=template, locale="en", is_active=True) == active
     assert not TemplateVersion.objects.filter(subject="hijacked").exists()
     assert AuditEntry.objects.count() == audited

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -200,3 +201,72 @@ def test_an_operator_cancels_a_running_operation(operator: Client, enqueued: lis
     assert "cancel requested" in response.content.decode()
     assert Operation.objects.get(pk=operation.pk).cancel_requested is True
     assert AuditEntry.objects.filter(action=AuditAction.OPERATION_CANCEL).count() == 1
+
+
+def failed_operation(error: str = "RuntimeError: disk full") -> Operation:
+    dead_message()
+    operation = operation_create(kind="requeue", flt=DeadLetterFilter(), reason="r", user="a")
+    Operation.objects.filter(pk=operation.pk).update(status=OperationStatus.FAILED, error=error)
+    return Operation.objects.get(pk=operation.pk)
+
+
+def test_a_viewer_cannot_retry_a_failed_operation(viewer: Client, enqueued: list[Any]) -> None:
+    operation = failed_operation()
+    progress = reverse("admin:dlq_operation_progress", args=[operation.pk])
+    retry = reverse("admin:dlq_operation_retry", args=[operation.pk])
+
+    page = viewer.get(progress).content.decode()
+    assert "disk full" in page and "Retry from where it stopped" not in page
+    assert viewer.get(retry).status_code == 403
+    assert viewer.post(retry).status_code == 403  # posting directly, past the missing button
+
+    assert Operation.objects.get(pk=operation.pk).status == OperationStatus.FAILED
+    assert enqueued == []
+    assert not AuditEntry.objects.filter(action=AuditAction.OPERATION_RETRY).exists()
+
+
+def test_an_operator_retries_a_failed_operation_with_its_csrf_token(
+    enqueued: list[Any], django_capture_on_commit_callbacks: Any,
+) -> None:
+    operation = failed_operation()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(member("operators"))
+    progress = reverse("admin:dlq_operation_progress", args=[operation.pk])
+    retry = reverse("admin:dlq_operation_retry", args=[operation.pk])
+
+    assert client.post(retry).status_code == 403  # no CSRF token
+    assert Operation.objects.get(pk=operation.pk).status == OperationStatus.FAILED
+    assert client.get(retry).status_code == 405
+
+    page = client.get(progress).content.decode()
+    assert "Retry from where it stopped" in page and f'action="{retry}"' in page
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(retry, {"csrfmiddlewaretoken": token})
+
+    assert response.status_code == 302 and response["Location"] == progress
+    retried = Operation.objects.get(pk=operation.pk)
+    assert (retried.status, retried.error, retried.finished_at) == (
+        OperationStatus.PENDING, "", None)
+    assert enqueued == [("dlq.tasks.operation_run", operation.pk)]
+    entry = AuditEntry.objects.get(action=AuditAction.OPERATION_RETRY)
+    assert entry.username == "operators" and "disk full" in entry.reason
+    # It is running again: no second retry, and the button is gone.
+    assert "Retry from where it stopped" not in client.get(progress).content.decode()
+    assert client.post(retry, {"csrfmiddlewaretoken": token}).status_code == 302
+    assert AuditEntry.objects.filter(action=AuditAction.OPERATION_RETRY).count() == 1
+
+
+@pytest.mark.parametrize("status", [OperationStatus.DONE, OperationStatus.CANCELLED,
+                                    OperationStatus.RUNNING])
+def test_only_a_failed_operation_offers_retry(operator: Client, enqueued: list[Any],
+                                              status: OperationStatus) -> None:
+    operation = failed_operation()
+    Operation.objects.filter(pk=operation.pk).update(status=status)
+
+    page = operator.get(reverse("admin:dlq_operation_progress", args=[operation.pk]))
+
+    assert "Retry from where it stopped" not in page.content.decode()
+    operator.post(reverse("admin:dlq_operation_retry", args=[operation.pk]))
+    assert Operation.objects.get(pk=operation.pk).status == status
+    assert enqueued == []

@@ -13,6 +13,7 @@ from dlq.operations import (
     operation_cancel,
     operation_create,
     operation_enqueue,
+    operation_retry,
     operation_run,
     operations_resume_stale,
 )
@@ -199,6 +200,69 @@ def test_a_failing_chunk_rolls_back_and_marks_it_failed(
     assert ran is not None and ran.status == OperationStatus.FAILED
     assert "disk full" in ran.error
     assert Message.objects.get(pk=dead.pk).status == Status.DEAD
+
+
+def test_a_retried_failed_operation_goes_on_from_where_it_stopped(
+    settings: Any, enqueued: list[Any], monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    settings.NOTIFY_DLQ = {**settings.NOTIFY_DLQ, "CHUNK_SIZE": 2}
+    letters = [dead_message(f"u{n}@example.com") for n in range(5)]
+    operation = operation_create(kind="requeue", flt=DeadLetterFilter(), reason="SMTP fixed",
+                                 user="alice")
+    real = operations.dead_letters_requeue
+    chunks: list[list[int]] = []
+
+    def fails_on_the_second_chunk_once(**kwargs: Any) -> Any:
+        chunks.append(list(kwargs["pks"]))
+        if len(chunks) == 2:
+            real(**kwargs)  # its moves roll back with the chunk
+            raise RuntimeError("could not serialize access")
+        return real(**kwargs)
+
+    monkeypatch.setattr(operations, "dead_letters_requeue", fails_on_the_second_chunk_once)
+    failed = operation_run(operation.pk, budget=60)
+
+    assert failed is not None and failed.status == OperationStatus.FAILED
+    assert (failed.done, failed.cursor) == (2, letters[1].pk)
+    assert statuses() == {Status.PENDING: 2, Status.DEAD: 3}
+    assert operations_resume_stale() == []  # a failure waits for an operator
+    # A letter of the committed chunk died again meanwhile: a restart from the beginning would
+    # requeue it a second time; going on from the cursor leaves it to a new operation.
+    Message.objects.filter(pk=letters[0].pk).update(status=Status.DEAD)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert operation_retry(operation=failed, user="bob") is True
+    assert operation_retry(operation=failed, user="bob") is False  # a second click: nothing
+    assert enqueued == [("dlq.tasks.operation_run", operation.pk, "bulk")]
+    done = operation_run(operation.pk, budget=60)
+
+    assert done is not None
+    assert (done.status, done.done, done.error) == (OperationStatus.DONE, 5, "")
+    assert chunks[2:] == [[letters[2].pk, letters[3].pk], [letters[4].pk]]
+    assert Message.objects.get(pk=letters[0].pk).status == Status.DEAD
+    assert statuses() == {Status.PENDING: 4, Status.DEAD: 1}
+    entries = list(AuditEntry.objects.order_by("id").values_list(
+        "action", "username", "count"))
+    assert entries == [(AuditAction.REQUEUE, "alice", 5), (AuditAction.REQUEUE, "alice", 2),
+                       (AuditAction.OPERATION_RETRY, "bob", 2),
+                       (AuditAction.REQUEUE, "alice", 5)]
+    retry_entry = AuditEntry.objects.get(action=AuditAction.OPERATION_RETRY)
+    assert "could not serialize access" in retry_entry.reason
+    assert retry_entry.filter["cursor"] == letters[1].pk
+
+
+@pytest.mark.parametrize("status", [OperationStatus.PENDING, OperationStatus.RUNNING,
+                                    OperationStatus.DONE, OperationStatus.CANCELLED])
+def test_only_a_failed_operation_can_be_retried(enqueued: list[Any],
+                                                status: OperationStatus) -> None:
+    dead_message()
+    operation = operation_create(kind="discard", flt=DeadLetterFilter(), reason="r", user="a")
+    Operation.objects.filter(pk=operation.pk).update(status=status)
+
+    assert operation_retry(operation=operation, user="bob") is False
+    assert Operation.objects.get(pk=operation.pk).status == status
+    assert not AuditEntry.objects.filter(action=AuditAction.OPERATION_RETRY).exists()
 
 
 def test_it_acts_only_on_rows_dead_when_it_was_created(enqueued: list[Any]) -> None:
