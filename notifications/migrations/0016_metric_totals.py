@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('notifications', '0013_admin_search_indexes'),
+        ('notifications', '0015_cluster_workers'),
     ]
 
     operations = [
