@@ -155,21 +155,22 @@ class PlatformCollector:
     def _clusters(self, now: datetime) -> Iterator[Metric]:
         from notifications.dashboard import cluster_states
 
-        up = GaugeMetricFamily("notify_cluster_up", "1 while the cluster beats.",
-                               labels=["cluster", "source"])
+        labels = ["cluster", "lane", "source"]
+        up = GaugeMetricFamily("notify_cluster_up", "1 while the cluster beats.", labels=labels)
         seen = GaugeMetricFamily(
             "notify_cluster_last_seen_timestamp_seconds",
-            "Unix time of the cluster's last heartbeat (absent if never seen).",
-            labels=["cluster", "source"])
-        workers = GaugeMetricFamily("notify_cluster_workers", "The cluster's worker processes.",
-                                    labels=["cluster", "source"])
+            "Unix time of the cluster's last heartbeat (absent if never seen, or stopped on "
+            "purpose).", labels=labels)
+        workers = GaugeMetricFamily("notify_cluster_workers", "The cluster's live worker "
+                                    "processes (configured, for a lane's own heartbeat).",
+                                    labels=labels)
         for cluster in cluster_states(now=now):
-            labels = [cluster.name, cluster.source]
-            up.add_metric(labels, 1 if cluster.up else 0)
-            if cluster.last_seen is not None:
-                seen.add_metric(labels, cluster.last_seen.timestamp())
+            values = [cluster.name, cluster.lane or cluster.name, cluster.source]
+            up.add_metric(values, 1 if cluster.up else 0)
+            if cluster.last_seen is not None and not cluster.stopped:
+                seen.add_metric(values, cluster.last_seen.timestamp())
             if cluster.workers is not None:
-                workers.add_metric(labels, cluster.workers)
+                workers.add_metric(values, cluster.workers)
         yield from (up, seen, workers)
 
 
