@@ -1,8 +1,9 @@
 """deploy/prometheus: the alert rules are valid, do what their tests say, and name only metrics
 that /metrics serves.
 
-promtool (Debian's prometheus package; .ci/run installs it and sets DEPLOY_TOOLS_REQUIRED) checks the
-rules, runs their unit tests (alerts.test.yml) and checks the example scrape configuration.
+promtool (Debian's prometheus package; .ci/run installs it and sets DEPLOY_TOOLS_REQUIRED)
+checks the rules, runs their unit tests (alerts.test.yml) and checks the example scrape
+configuration.
 Without it those three skip; the cross-check with /metrics below always runs.
 """
 
