@@ -66,7 +66,7 @@ from notifications.exports import csv_response
 from notifications.models import DeliveryAttempt
 from templates_app.exceptions import TemplateRenderError
 
-PERMS = {OperationKind.REQUEUE: "dlq.requeue_deadletter",
+PERMS: dict[str, str] = {OperationKind.REQUEUE: "dlq.requeue_deadletter",
          OperationKind.DISCARD: "dlq.discard_deadletter"}
 
 

@@ -55,7 +55,7 @@ class _FieldFilter(admin.SimpleListFilter):
         if not value:
             return queryset
         try:
-            flt = filter_from_request({self.parameter_name: value})
+            flt = filter_from_request({str(self.parameter_name): value})
         except InvalidFilter as exc:
             raise IncorrectLookupParameters(str(exc)) from exc
         return flt.queryset(queryset)

@@ -6,6 +6,8 @@ chunks); AlertState remembers which alert conditions are firing (dlq/alerts.py).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.conf import settings
 from django.db import models
 
@@ -18,7 +20,7 @@ class DeadLetterManager(models.Manager["DeadLetter"]):
 
 
 class DeadLetter(Message):
-    objects = DeadLetterManager()
+    objects: ClassVar[DeadLetterManager] = DeadLetterManager()
 
     class Meta:
         proxy = True

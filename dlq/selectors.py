@@ -304,7 +304,9 @@ def skip_reasons(rows: list[Message], *, include_expired: bool,
 
 
 def _expiries() -> dict[int, timedelta]:
-    return dict(EventType.objects.filter(expiry__isnull=False).values_list("id", "expiry"))
+    return {pk: expiry for pk, expiry in
+            EventType.objects.filter(expiry__isnull=False).values_list("id", "expiry")
+            if expiry is not None}
 
 
 def _already_sent(rows: list[Message]) -> set[int]:

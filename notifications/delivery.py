@@ -146,20 +146,20 @@ def claim_batch(lane: str, limit: int, *, provider: str | None = None, unpinned:
         if db_connection.features.has_select_for_update_skip_locked:
             # Rows another drain has locked are skipped, not waited for: no double send, no queue.
             due = due.select_for_update(skip_locked=True)
-        rows = list(due[:limit])
-        if not rows:
+        claimed = list(due[:limit])
+        if not claimed:
             return []
-        moved = transitions.claim([r.pk for r in rows], token=token, lease_until=lease_until)
-    if moved != len(rows):
+        moved = transitions.claim([r.pk for r in claimed], token=token, lease_until=lease_until)
+    if moved != len(claimed):
         # Only possible without row locks; keep exactly the rows this token won.
         won = set(Message.objects.filter(lease_token=token).values_list("pk", flat=True))
-        rows = [r for r in rows if r.pk in won]
-    for row in rows:
-        row.status = Status.PROCESSING
-        row.attempts += 1
-        row.lease_token = token
-        row.lease_until = lease_until
-    return rows
+        claimed = [r for r in claimed if r.pk in won]
+    for message in claimed:
+        message.status = Status.PROCESSING
+        message.attempts += 1
+        message.lease_token = token
+        message.lease_until = lease_until
+    return claimed
 
 
 @lru_cache(maxsize=1)

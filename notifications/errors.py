@@ -78,9 +78,9 @@ def classify(exc: BaseException) -> SendResult:
         code = str(codes[0]) if codes else ""
         return SendResult(Outcome.PERMANENT if permanent else Outcome.TRANSIENT, name, code, text)
     if isinstance(exc, smtplib.SMTPResponseException):
-        code = exc.smtp_code
-        outcome = Outcome.PERMANENT if 500 <= code < 600 else Outcome.TRANSIENT
-        return SendResult(outcome, name, str(code), text)
+        smtp_code = exc.smtp_code
+        outcome = Outcome.PERMANENT if 500 <= smtp_code < 600 else Outcome.TRANSIENT
+        return SendResult(outcome, name, str(smtp_code), text)
     if isinstance(exc, (ConnectionRefusedError, socket.gaierror, smtplib.SMTPConnectError)):
         return SendResult(Outcome.TRANSIENT, name, "connect", text)
     # Timeouts, resets and disconnects mid-conversation: the provider may have accepted it.
@@ -110,7 +110,7 @@ def _classify_http(exc: AnymailAPIError, name: str, text: str) -> SendResult:
 def _requests_cause(exc: BaseException) -> BaseException | None:
     import requests
 
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, requests.RequestException):
             return seen

@@ -38,7 +38,7 @@ def cached(kind: str, key: Any, load: Callable[[], T], *, ttl: float | None = No
     now = time.monotonic()
     entry = _entries.get((kind, key))
     if entry is not None and entry[0] > now:
-        return entry[1]  # type: ignore[no-any-return]
+        return entry[1]
     value = load()
     seconds = settings.NOTIFY["LOOKUP_CACHE_SECONDS"] if ttl is None else ttl
     _entries[(kind, key)] = (now + seconds, value)

@@ -175,7 +175,7 @@ class PlatformCollector:
 
 
 REGISTRY = CollectorRegistry(auto_describe=False)
-REGISTRY.register(PlatformCollector())  # type: ignore[arg-type]
+REGISTRY.register(PlatformCollector())
 
 
 def _allowed(request: HttpRequest) -> int:

@@ -145,14 +145,16 @@ def _html_alternative(email: EmailMessage) -> str | None:
     cls = type(email)
     if cls.message is not EmailMessage.message or email.content_subtype != "plain":
         raise _Unsupported
+    # Django's private MIME-building hooks, which django-stubs does not declare.
     if not isinstance(email, EmailMultiAlternatives):
-        if cls._create_message is not EmailMessage._create_message:
+        if cls._create_message is not EmailMessage._create_message:  # type: ignore[attr-defined]
             raise _Unsupported
         return None
     if (
-        cls._create_message is not EmailMultiAlternatives._create_message
-        or cls._create_alternatives is not EmailMultiAlternatives._create_alternatives
-        or email.alternative_subtype != "alternative"
+        cls._create_message is not EmailMultiAlternatives._create_message  # type: ignore[attr-defined]
+        or cls._create_alternatives  # type: ignore[attr-defined]
+        is not EmailMultiAlternatives._create_alternatives  # type: ignore[attr-defined]
+        or getattr(email, "alternative_subtype", "alternative") != "alternative"
     ):
         raise _Unsupported
     if not email.alternatives:

@@ -236,7 +236,7 @@ def lanes_dashboard(*, now: datetime | None = None) -> list[LaneDashboard]:
     states = {s.lane: s for s in LaneState.objects.all()}
     result = []
     for lane in lanes:
-        by_status = {s: Tally(exact[lane].get(s, 0)) for s in EXACT_STATUSES}
+        by_status: dict[str, Tally] = {s: Tally(exact[lane].get(s, 0)) for s in EXACT_STATUSES}
         for status in HISTORY_STATUSES:
             by_status[status] = tally(Message.objects.filter(lane=lane, status=status))
         minutes = []

@@ -324,11 +324,14 @@ class Sender:
         return Sent(result, started, int((time.monotonic() - t0) * 1000))
 
     def _send_each(self, built: Sequence[Built]) -> list[Sent]:
+        main = self._main
+        if main is None:
+            raise RuntimeError("a pipelined sender sends on its own backend")
         started, t0 = timezone.now(), time.monotonic()
         try:
-            errors = self._main.send_each([email for _, email in built])
+            errors = main.send_each([email for _, email in built])
         except Exception as exc:  # e.g. the connection could not be opened: nothing went out
-            reset_connection(self._main)
+            reset_connection(main)
             errors = [exc] + [_NOT_ATTEMPTED] * (len(built) - 1)
         each_ms = int((time.monotonic() - t0) * 1000 / max(1, len(built)))
         sent: list[Sent] = []

@@ -22,6 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Model
 from django.utils import timezone
 from email_validator import EmailNotValidError
 
@@ -60,11 +61,18 @@ _PRODUCER = Message._meta.get_field("producer")
 _TEMPLATE_VERSION = Message._meta.get_field("template_version")
 LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 # Lengths of the columns they are stored in (a longer value would be a database error).
-EVENT_MAX = EventType._meta.get_field("key").max_length
-KEY_MAX = Message._meta.get_field("idempotency_key").max_length
-EMAIL_MAX = Message._meta.get_field("to_email").max_length
-NAME_MAX = Message._meta.get_field("to_name").max_length
-LOCALE_MAX = Message._meta.get_field("locale").max_length
+def _max_length(model: type[Model], name: str) -> int:
+    length = getattr(model._meta.get_field(name), "max_length", None)
+    if not isinstance(length, int):
+        raise TypeError(f"{model.__name__}.{name} has no max_length")
+    return length
+
+
+EVENT_MAX = _max_length(EventType, "key")
+KEY_MAX = _max_length(Message, "idempotency_key")
+EMAIL_MAX = _max_length(Message, "to_email")
+NAME_MAX = _max_length(Message, "to_name")
+LOCALE_MAX = _max_length(Message, "locale")
 
 
 @dataclass
@@ -188,7 +196,8 @@ def notify_many(
                 fingerprints[index] = payload_hash(request)
         except NotifyError as error:
             results[index] = error
-    keys = [r.idempotency_key for i, r in enumerate(requests) if fingerprints[i]]
+    keys = [r.idempotency_key for i, r in enumerate(requests)
+            if fingerprints[i] and r.idempotency_key]
     existing = _existing(producer_obj, keys) if keys else {}
 
     to_insert: list[tuple[int, Message]] = []
@@ -302,6 +311,7 @@ def _existing(producer: Producer, keys: list[str]) -> dict[str, Message]:
     return {
         m.idempotency_key: m
         for m in Message.objects.filter(producer=producer, idempotency_key__in=keys)
+        if m.idempotency_key
     }
 
 

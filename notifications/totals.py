@@ -29,6 +29,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
 from django.db import connection
 
@@ -74,7 +75,7 @@ def add(counts: Mapping[Key, int]) -> None:
         + f" ON CONFLICT ({', '.join(q(c) for c in columns[:4])}) DO UPDATE SET "
         f"{q('value')} = {table}.{q('value')} + excluded.{q('value')}"
     )
-    params: list[object] = []
+    params: list[Any] = []
     for key, n in rows:
         params.extend((*key, n))
     with connection.cursor() as cursor:

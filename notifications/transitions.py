@@ -22,7 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from django.db import connection, transaction
-from django.db.models import Case, CharField, F, Q, Value, When
+from django.db.models import Case, CharField, F, Field, Q, Value, When
 from django.utils import timezone
 
 from dlq.signatures import failure_signature
@@ -117,12 +117,19 @@ def claim_due(lane: str, limit: int, *, token: UUID, lease_until: datetime, now:
     return sorted(rows, key=lambda row: [row[i] for i in order])
 
 
+def _column(name: str) -> str:
+    field = Message._meta.get_field(name)
+    if not isinstance(field, Field) or not field.column:
+        raise ValueError(f"{name} is not a column of Message")
+    return field.column
+
+
 @functools.cache
 def _claim_due_sql(fields: tuple[str, ...], by_provider: bool, unpinned: bool,
                    fresh_first: bool) -> str:
     q = connection.ops.quote_name
     table = q(Message._meta.db_table)
-    columns = [Message._meta.get_field(f).column for f in fields]
+    columns = [_column(f) for f in fields]
     pinned = ""
     if by_provider:
         pinned = (f"AND ({q('provider')} = %s OR {q('provider')} = '') " if unpinned
@@ -209,17 +216,20 @@ def lease_expired(message: Message, *, now: datetime) -> Status | None:
     crash, so the attempt stays counted and is recorded as lease_expired. `message` needs id,
     attempts, max_attempts and lease_token. Returns the new status, or None if another process
     moved it first."""
+    token = message.lease_token
+    if token is None:  # not a claimed row: nothing to take back
+        return None
     with transaction.atomic():
         if message.attempts >= message.max_attempts:
             # The same inputs as the lease_expired attempt recorded below (no class, no code).
             signature = failure_signature(
                 dead_reason=DeadReason.MAX_ATTEMPTS, error_class="", error_code="",
                 error_message=LEASE_LOST, to_email=_recipient(message))
-            moved = kill([message.pk], token=message.lease_token, reason=DeadReason.MAX_ATTEMPTS,
+            moved = kill([message.pk], token=token, reason=DeadReason.MAX_ATTEMPTS,
                          error=LEASE_LOST, signature=signature)
             target = Status.DEAD
         else:
-            moved = _move("lease_expired", _claimed([message.pk], message.lease_token),
+            moved = _move("lease_expired", _claimed([message.pk], token),
                           next_attempt_at=now, lease_until=None, last_error=LEASE_LOST)
             target = Status.RETRY
         if not moved:

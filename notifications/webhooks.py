@@ -30,8 +30,9 @@ from typing import Any
 from anymail.exceptions import AnymailAPIError, AnymailConfigurationError
 from anymail.webhooks.base import AnymailBasicAuthMixin
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.urls import URLPattern, URLResolver
+from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 logger = logging.getLogger(__name__)
@@ -53,10 +54,10 @@ def webhook_secret_set() -> bool:
     return bool(getattr(settings, "ANYMAIL", {}).get("WEBHOOK_SECRET"))
 
 
-def _readable(view_class: type) -> type:
+def _readable(view_class: type[View]) -> type[View]:
     """`view_class` with unreadable payloads raised as MalformedPayload."""
 
-    class Readable(view_class):  # type: ignore[valid-type, misc]
+    class Readable(view_class):  # type: ignore[valid-type,misc]
         def __init__(self, **kwargs: Any) -> None:
             try:
                 super().__init__(**kwargs)
@@ -86,13 +87,13 @@ def _readable(view_class: type) -> type:
     return Readable
 
 
-def _guarded(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def _guarded(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     view_class = getattr(view, "view_class", None)
     if view_class is not None:
         view = _readable(view_class).as_view(**getattr(view, "view_initkwargs", {}))
 
     @wraps(view)
-    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not webhook_secret_set():
             return JsonResponse(
                 {"error": "webhooks_disabled",

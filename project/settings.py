@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -189,7 +190,7 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="text").strip().lower()
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 if LOG_FORMAT not in ("text", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}")
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
@@ -235,7 +236,7 @@ def _anymail_value(name: str, raw: str) -> object:
     return raw
 
 
-ANYMAIL = {
+ANYMAIL: dict[str, Any] = {
     key.removeprefix("ANYMAIL_"): _anymail_value(key.removeprefix("ANYMAIL_"), value)
     for key, value in os.environ.items()
     if key.startswith("ANYMAIL_") and len(key) > len("ANYMAIL_")
@@ -243,7 +244,7 @@ ANYMAIL = {
 ANYMAIL.setdefault("REQUESTS_TIMEOUT", EMAIL_TIMEOUT)
 
 # --- Delivery engine ------------------------------------------------------------------------------
-NOTIFY = {
+NOTIFY: dict[str, Any] = {
     # Messages claimed per drain round trip; one transaction claims, sends happen outside it.
     "BATCH_SIZE": env_int("NOTIFY_BATCH_SIZE", 200, minimum=1),
     # Sends each drain keeps in flight (threads, one backend connection each): real providers
@@ -303,7 +304,7 @@ NOTIFY = {
 }
 
 # --- Deliverability: tracking webhooks, suppression, unsubscribe, reputation guard -------------
-NOTIFY_DELIVERABILITY = {
+NOTIFY_DELIVERABILITY: dict[str, Any] = {
     # Where recipients reach this platform (unsubscribe links): scheme, host and any path prefix.
     "PUBLIC_URL": env.str("NOTIFY_PUBLIC_URL", default=f"http://localhost:{PORT}").rstrip("/"),
     # An address for RFC 2369 mailto: unsubscribes (List-Unsubscribe); empty = the URL only.
@@ -322,7 +323,7 @@ NOTIFY_DELIVERABILITY = {
 }
 
 # --- Prometheus metrics (/metrics, notifications/metrics.py) ------------------------------------
-NOTIFY_METRICS = {
+NOTIFY_METRICS: dict[str, Any] = {
     # A scrape with "Authorization: Bearer <TOKEN>" is served from anywhere; empty = no token.
     "TOKEN": env.str("NOTIFY_METRICS_TOKEN", default=""),
     # Without the token, only these client addresses are served (REMOTE_ADDR: behind a proxy,
@@ -332,7 +333,7 @@ NOTIFY_METRICS = {
 }
 
 # --- Dead letter queue operations and alerts (dlq/) -----------------------------------------------
-NOTIFY_DLQ = {
+NOTIFY_DLQ: dict[str, Any] = {
     # A requeue/discard operation works in chunks of this many rows, one transaction each.
     "CHUNK_SIZE": env_int("NOTIFY_DLQ_CHUNK_SIZE", 100, minimum=1),
     # One operation task works this long (at most half of Q_TIMEOUT), then queues its successor.
@@ -342,7 +343,7 @@ NOTIFY_DLQ = {
     # The django-q2 cluster that runs operations and the alert check.
     "CLUSTER": env.str("NOTIFY_DLQ_CLUSTER", default="bulk"),
 }
-NOTIFY_ALERTS = {
+NOTIFY_ALERTS: dict[str, Any] = {
     # Alert when the DLQ holds more than this many messages (0 = never).
     "DLQ_SIZE": env_int("NOTIFY_ALERT_DLQ_SIZE", 1000, minimum=0),
     # Alert when a lane's oldest due message has waited longer than this (0 = never).
@@ -361,7 +362,7 @@ NOTIFY_ALERTS = {
 LANES = ("transactional", "bulk")
 REDIS_URL = env.str("REDIS_URL", default="")
 _Q_TIMEOUT = env_int("Q_TIMEOUT", 60, minimum=1)
-Q_CLUSTER: dict[str, object] = {
+Q_CLUSTER: dict[str, Any] = {
     "name": "notifications",
     "workers": env_int("Q_WORKERS", 2, minimum=1),
     "timeout": _Q_TIMEOUT,
@@ -397,7 +398,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "notifications.api.errors.handle",
     "UNAUTHENTICATED_USER": None,
 }
-NOTIFY_API = {
+NOTIFY_API: dict[str, Any] = {
     # Pending + retry messages per lane past which the API answers 429 (bulk sheds first).
     "HIGH_WATER": {
         "transactional": env_int("NOTIFY_HIGH_WATER_TRANSACTIONAL", 100_000, minimum=0),

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import InlineModelAdmin
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -49,6 +50,9 @@ from templates_app.selectors import (
     template_version_previous,
     template_versions_diff,
 )
+
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldGroups
 from templates_app.services import (
     template_version_activate,
     template_version_create,
@@ -124,14 +128,15 @@ class TemplateAdmin(admin.ModelAdmin):
     search_fields = ("key", "description")
     change_form_template = "admin/templates_app/template/change_form.html"
 
-    def get_inlines(self, request: HttpRequest, obj: Any = None) -> list[type[admin.TabularInline]]:
+    def get_inlines(self, request: HttpRequest,
+                    obj: Any = None) -> list[type[InlineModelAdmin[Any, Any]]]:
         if obj is None:
             return []  # a new template has no versions yet
         return [TemplateVersionEditorInline if request.user.has_perm(ADD)
                 else TemplateVersionInline]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        fields = ["key", "description"]
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> _FieldGroups:
+        fields: list[str | list[str] | tuple[str, ...] | tuple[()]] = ["key", "description"]
         if obj is not None:
             fields.append("created_at")
             if request.user.has_perm(ADD):
@@ -235,7 +240,7 @@ class TemplateVersionAdmin(admin.ModelAdmin):
         return {**self.admin_site.each_context(request), "opts": self.opts, **extra}
 
     # --- the editor (add page) -----------------------------------------------------------------
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> _FieldGroups:
         if obj is None:
             return ["template", "locale", *CONTENT_FIELDS, "activate"]
         return [
@@ -425,7 +430,7 @@ class TemplateVersionAdmin(admin.ModelAdmin):
         self._require(request, self.has_add_permission(request))
         form = DraftPreviewForm(request.POST)
         if not form.is_valid():
-            return JsonResponse({"errors": [f"{name}: {' '.join(errors)}"
+            return JsonResponse({"errors": [f"{name}: {' '.join(str(e) for e in errors)}"
                                             for name, errors in form.errors.items()]},
                                 status=400)
         event_type: EventType | None = form.cleaned_data["event_type"]

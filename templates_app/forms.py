@@ -43,7 +43,7 @@ class TemplateVersionAddForm(forms.ModelForm):
         fields = ("template", "locale", *CONTENT_FIELDS)
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         sources = {field: cleaned.get(field) or "" for field in CONTENT_FIELDS}
         for error in compile_errors(**sources):
             if error.field not in self.errors:
@@ -95,7 +95,7 @@ class DiffForm(forms.Form):
             self.fields[name].queryset = versions  # type: ignore[attr-defined]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         old, new = cleaned.get("old"), cleaned.get("new")
         if old and new and old.template_id != new.template_id:
             raise forms.ValidationError("Pick two versions of the same template.")

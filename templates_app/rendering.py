@@ -133,7 +133,7 @@ def html_to_text(html: str) -> str:
     html-to-markdown (Rust) rather than html2text (pure Python): ~30 µs instead of ~160-200 µs for
     a newsletter, and this runs once per email sent.
     """
-    return html_to_markdown.convert(html).content.strip() + "\n"
+    return (html_to_markdown.convert(html).content or "").strip() + "\n"
 
 
 def _render(compiled: _CompiledVersion, context: Mapping[str, Any]) -> RenderedEmail:

@@ -48,7 +48,7 @@ class BearerKeyAuthentication(BaseAuthentication):
         return 'Bearer realm="api"'
 
 
-class BearerKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[misc]
+class BearerKeyScheme(OpenApiAuthenticationExtension):
     target_class = "notifications.api.authentication.BearerKeyAuthentication"
     name = "ApiKey"
 

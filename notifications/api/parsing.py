@@ -69,7 +69,7 @@ def parse_event(body: Any) -> tuple[EventRequest | None, Errors]:
     if key is not None and not isinstance(key, str):
         errors["idempotency_key"] = [NOT_A_STRING]
 
-    if errors:
+    if errors or not isinstance(event, str):
         return None, errors
     return EventRequest(event=event, to=to, data=data, locale=locale, idempotency_key=key,
                         send_at=send_at), {}
@@ -90,7 +90,7 @@ def parse_batch(body: Any) -> list[Any]:
         errors["events"] = ["This list may not be empty."]
     elif len(events) > limit:
         errors["events"] = [f"At most {limit} events per batch."]
-    if errors:
+    if errors or not isinstance(events, list):
         raise ValidationError(errors)
     return events
 

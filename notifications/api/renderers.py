@@ -8,6 +8,7 @@ answers mean the same; datetimes keep their microseconds and end in `Z` like DRF
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -22,7 +23,7 @@ _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
 
 class ORJSONRenderer(JSONRenderer):
     def render(self, data: Any, accepted_media_type: str | None = None,
-               renderer_context: dict[str, Any] | None = None) -> bytes:
+               renderer_context: Mapping[str, Any] | None = None) -> bytes:
         if data is None:
             return b""
         return orjson.dumps(data, default=_fallback.default, option=_OPTIONS)
@@ -32,7 +33,7 @@ class ORJSONParser(JSONParser):
     renderer_class = ORJSONRenderer
 
     def parse(self, stream: Any, media_type: str | None = None,
-              parser_context: dict[str, Any] | None = None) -> Any:
+              parser_context: Mapping[str, Any] | None = None) -> Any:
         # orjson rejects NaN/Infinity (as DRF's strict mode does) and invalid UTF-8.
         try:
             return orjson.loads(stream.read())

@@ -40,7 +40,7 @@ class SMTPBackend(EmailBackend):
         sender, recipients = envelope(email_message)
         content = _content(email_message)
         try:
-            self.connection.sendmail(sender, recipients, content)
+            self._conn().sendmail(sender, recipients, content)
         except smtplib.SMTPException:
             if not self.fail_silently:
                 raise
@@ -67,22 +67,23 @@ class SMTPBackend(EmailBackend):
             except Exception as exc:
                 results[0] = exc
                 return self._abandon(results)
-            if self.connection.has_extn("pipelining"):
+            if self._conn().has_extn("pipelining"):
                 return self._send_pipelined(messages, results)
             return self._send_serially(messages, results)
 
     # --- without PIPELINING: smtplib, one message at a time ------------------------------------
 
     def _send_serially(self, messages: Sequence[EmailMessage], results: list[Any]) -> list[Any]:
+        conn = self._conn()
         for i, email in enumerate(messages):
             try:
                 sender, recipients, content = _prepare(email)
-                self.connection.sendmail(sender, recipients, content)
+                conn.sendmail(sender, recipients, content)
                 results[i] = None
             except Exception as exc:
                 results[i] = exc
                 # smtplib drops the socket on a disconnect, timeout or 421.
-                if self.connection.sock is None or isinstance(exc, smtplib.SMTPServerDisconnected):
+                if conn.sock is None or isinstance(exc, smtplib.SMTPServerDisconnected):
                     return self._abandon(results)
         return results
 
@@ -98,7 +99,7 @@ class SMTPBackend(EmailBackend):
         3. After the loop, write the last content (and RSET if needed) and read those replies,
            so the connection is left outside any transaction.
         """
-        conn = self.connection
+        conn = self._conn()
         size = conn.has_extn("size")
         pending: tuple[int, bytes] | None = None  # (index, stuffed content) not yet written
         rset = False
@@ -138,7 +139,7 @@ class SMTPBackend(EmailBackend):
         blame: int | None,
     ) -> bool:
         """Write pending content, RSET and commands; read the first two replies. False: stop."""
-        conn = self.connection
+        conn = self._conn()
         try:
             head = (pending[1] if pending else b"") + (b"RSET\r\n" if rset else b"")
             conn.send(head + commands)
@@ -167,9 +168,9 @@ class SMTPBackend(EmailBackend):
         SMTPRecipientsRefused (some refused: the others still get it), a non-354 DATA
         SMTPDataError; a 421 anywhere means the server is closing, so stop reading.
         """
-        conn = self.connection
+        conn = self._conn()
         code, msg = conn.getreply()
-        sender_refused = None
+        sender_refused: smtplib.SMTPException | None = None
         if code != 250:
             sender_refused = smtplib.SMTPSenderRefused(code, msg, sender)
             if code == 421:
@@ -198,6 +199,12 @@ class SMTPBackend(EmailBackend):
             return smtplib.SMTPDataError(code, msg), False, code != 421
         return _UNSET, True, False
 
+    def _conn(self) -> smtplib.SMTP:
+        """The open connection (send_each opened it; a caller of _send did)."""
+        if self.connection is None:
+            raise smtplib.SMTPServerDisconnected("not connected to the SMTP server")
+        return self.connection
+
     def _abandon(self, results: list[Any]) -> list[Any]:
         """Drop the connection; every message not yet decided was never written."""
         for k, result in enumerate(results):
@@ -212,7 +219,8 @@ class SMTPBackend(EmailBackend):
 def _content(email: EmailMessage) -> bytes:
     content = message_bytes(email)
     if content is None:
-        content = email.message().as_bytes(linesep="\r\n")
+        # Django's SafeMIME messages take linesep (the stubs know only email.message's).
+        content = email.message().as_bytes(linesep="\r\n")  # type: ignore[call-arg]
     return content
 
 
