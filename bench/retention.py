@@ -87,6 +87,16 @@ def seed_old(count: int) -> None:
         cur.execute("DELETE FROM notifications_message WHERE id = %s", [template.pk])
 
 
+def sizes() -> dict[str, float]:
+    """MB on disk (table + indexes + TOAST) and dead rows of the two big tables."""
+    rows = bench.sql(
+        "SELECT relname, pg_total_relation_size(relid) / 1048576.0, n_dead_tup, n_live_tup "
+        "FROM pg_stat_user_tables WHERE relname IN "
+        "('notifications_message', 'notifications_deliveryattempt')")
+    return {f"{name}_{k}": float(v) for name, mb, dead, live in rows
+            for k, v in (("mb", mb), ("dead", dead), ("live", live))}
+
+
 def old_left() -> int:
     return bench.sql("SELECT count(*) FROM notifications_message "
                      "WHERE created_at < now() - interval '30 days'")[0][0]
@@ -167,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         seed_old(args.old)
         bench.vacuum_analyze("notifications_message", "notifications_deliveryattempt")
         log(f"seeded {args.old:,} old sent messages and attempts in {time.monotonic() - t:.0f} s")
+        seeded = sizes()
         alone1 = deliver(args, work, "alone-1")
         during = deliver(args, work, "during-retention", during=True)
         alone2 = deliver(args, work, "alone-2")
@@ -175,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         left = old_left()
         finish = time.monotonic() - t
         rest = args.old - during["deleted"]
+        time.sleep(2)  # the statistics collector catches up
+        deleted = sizes()
+        bench.vacuum_analyze("notifications_message", "notifications_deliveryattempt")
+        vacuumed = sizes()
     finally:
         bench.drop_db(args.db_name)
     alone = (alone1["rate"] + alone2["rate"]) / 2
@@ -199,6 +214,17 @@ def main(argv: list[str] | None = None) -> int:
         f"({rest / max(finish, 1e-9):,.0f}/s); {left:,} old rows left",
         f"- goal: delivery while deleting >= {GOAL:.0%} of alone (mean of both alone runs): "
         f"{share:.0%} -> **{'PASS' if share >= GOAL else 'FAIL'}**",
+        "",
+        "Disk (MB, table + indexes; messages / attempts), and dead rows:",
+        "",
+        "| when | messages MB | attempts MB | messages dead rows |",
+        "|---|---:|---:|---:|",
+        *(f"| {when} | {z['notifications_message_mb']:,.0f} | "
+          f"{z['notifications_deliveryattempt_mb']:,.0f} | "
+          f"{z['notifications_message_dead']:,.0f} |"
+          for when, z in (("seeded", seeded), ("after retention", deleted),
+                          ("after VACUUM", vacuumed))),
+        "",
         f"- each email accepted once: "
         f"{'yes' if all(r['once'] for r in (alone1, during, alone2)) else 'NO'}",
     ]
