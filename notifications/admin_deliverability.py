@@ -36,6 +36,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import urlencode
 from email_validator import EmailNotValidError
 
 from notifications import suppression
@@ -260,7 +261,8 @@ class SuppressionAdmin(ReasonConfirmMixin, admin.ModelAdmin):
                     request, f"{row.email} was already suppressed for {row.scope or 'all mail'} "
                     f"({row.get_reason_display().lower()}); left as it is.", messages.WARNING)
             url = reverse("admin:notifications_suppression_changelist")
-            return HttpResponseRedirect(f"{url}?q={row.email}")
+            # Encoded: an address may hold "+", "&", "#" or "%" ("a+b@" read back as "a b@").
+            return HttpResponseRedirect(f"{url}?{urlencode({'q': row.email})}")
         return TemplateResponse(request, "admin/notifications/suppression/add.html",
                                 self._context(request, "Add to the suppression list",
                                               form=form))

@@ -12,6 +12,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
+from django.utils.html import escape
 
 from notifications import suppression, suppression_import
 from notifications.models import AuditAction, AuditEntry, Message, Status, Suppression
@@ -85,6 +86,20 @@ def test_an_operator_adds_an_address_with_a_reason_and_it_is_audited(ops: Client
     assert "bob@example.com" in entry.target
     # What the operator wanted: no more mail to Bob.
     assert order("bob@example.com").status == Status.SUPPRESSED
+
+
+@pytest.mark.parametrize("email", ["a+b@example.com", "a&q=x%41#b@example.com"])
+def test_after_adding_the_list_shows_the_address_however_it_is_spelled(ops: Client,
+                                                                        email: str) -> None:
+    suppression.suppress(email="a@example.com", reason=R.HARD_BOUNCE)  # must not be listed
+
+    response = ops.post(reverse(ADD), {"email": email, "scope": "", "reason": "asked"},
+                        follow=True)
+
+    assert response.status_code == 200
+    assert response.context["cl"].query == email
+    assert re.findall(r'<th class="field-email"><a [^>]*>([^<]+)</a>',
+                      response.content.decode()) == [escape(email)]
 
 
 def test_adding_for_one_category_leaves_other_mail_alone(ops: Client) -> None:
