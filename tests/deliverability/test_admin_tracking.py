@@ -79,6 +79,18 @@ def test_the_list_shows_matched_and_unknown_events_and_filters_them(
     assert rows(ops, applied__exact="0") == ["lost@example.com"]
 
 
+def test_it_lists_the_events_the_catch_up_still_retries_and_those_it_gave_up(
+        ops: Client, sent_ann: Message) -> None:
+    webhook("delivered", message=sent_ann)
+    webhook("bounced", message_id="ses-1", recipient="waits@example.com")
+    webhook("bounced", message_id="ses-2", recipient="old@example.com")
+    TrackingEvent.objects.filter(recipient="old@example.com").update(
+        received_at=T0, catch_up_tries=29, catch_up_at=None)  # as the catch-up leaves it
+
+    assert rows(ops, catch_up="waiting") == ["waits@example.com"]
+    assert rows(ops, catch_up="given_up") == ["old@example.com"]
+
+
 def test_it_searches_by_recipient_esp_id_and_our_id(ops: Client, sent_ann: Message) -> None:
     webhook("delivered", message=sent_ann)
     webhook("deferred", message_id="ses-9", recipient="Lost@Example.com",
