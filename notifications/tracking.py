@@ -295,10 +295,26 @@ def tracking_catch_up(*, limit: int = 500) -> int:
 EVENT_TIME = Coalesce("occurred_at", "received_at")
 
 
+# How many of a message's tracking events its API detail and admin page show: the newest. A
+# message opened or clicked thousands of times must not make either answer unbounded.
+HISTORY_SHOWN = 50
+
+
 def history(message_id: int) -> list[TrackingEvent]:
-    """A message's tracking events, oldest first (the API's and the admin's history)."""
+    """All of a message's tracking events, oldest first."""
     return list(TrackingEvent.objects.filter(message_id=message_id).order_by(
         EVENT_TIME, "received_at", "id"))
+
+
+def recent_history(message_id: int, *,
+                   limit: int = HISTORY_SHOWN) -> tuple[list[TrackingEvent], int]:
+    """A message's newest `limit` tracking events, oldest first (the API's and the admin's
+    history), and how many it has in all. One query, and a COUNT only when there are more."""
+    newest = list(TrackingEvent.objects.filter(message_id=message_id).order_by(
+        EVENT_TIME.desc(), "-received_at", "-id")[:limit + 1])
+    total = len(newest) if len(newest) <= limit else \
+        TrackingEvent.objects.filter(message_id=message_id).count()
+    return newest[:limit][::-1], total
 
 
 TRACKED_STATUSES = (Status.DELIVERED, Status.BOUNCED, Status.COMPLAINED)

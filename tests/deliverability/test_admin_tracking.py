@@ -17,7 +17,7 @@ from notifications import suppression
 from notifications.delivery import drain_lane
 from notifications.models import Message, Status, TrackingEvent
 from notifications.models import SuppressionReason as R
-from notifications.tracking import record_event
+from notifications.tracking import HISTORY_SHOWN, record_event
 from tests.deliverability.test_admin_suppressions import order
 
 CHANGELIST = "admin:notifications_trackingevent_changelist"
@@ -133,10 +133,34 @@ def test_the_message_page_shows_its_tracking_history_and_bounce(
     page = ops.get(reverse("admin:notifications_message_change", args=[sent_ann.pk]))
     text = page.content.decode()
     assert "Tracking history" in text
+    assert "3 (listed below; also in <a href=" in text
     history = re.findall(r'<td class="field-event_type">\s*<p>(\w+)</p>', text)
     assert history == ["delivered", "opened", "bounced"]  # oldest first, only this message's
     assert "mailbox unknown" in text
     assert re.search(r"Bounce:</label>\s*<div class=\"readonly\">Hard", text)
+
+
+def test_the_message_page_shows_the_newest_of_a_long_history_and_links_to_all_of_it(
+        ops: Client, sent_ann: Message) -> None:
+    webhook("delivered", message=sent_ann, minutes=0)
+    for n in range(HISTORY_SHOWN):
+        webhook("opened", message=sent_ann, minutes=n + 1)
+    webhook("complained", message=sent_ann, minutes=HISTORY_SHOWN + 9)
+    webhook("clicked", message=sent("bob@example.com"))  # another message's
+
+    text = ops.get(reverse("admin:notifications_message_change", args=[sent_ann.pk])) \
+        .content.decode()
+
+    shown = re.findall(r'<td class="field-event_type">\s*<p>(\w+)</p>', text)
+    # The newest, oldest first: the delivered and the first open are left out.
+    assert shown == ["opened"] * (HISTORY_SHOWN - 1) + ["complained"]
+    link = re.search(r'the newest 50 are listed below; <a href="([^"]+)">all 52 in the '
+                     r"tracking events list</a>", text)
+    assert link is not None
+    listed = ops.get(link.group(1).replace("&amp;", "&"))
+    assert listed.status_code == 200
+    assert re.findall(r'<td class="field-recipient">([^<]*)</td>', listed.content.decode()) \
+        == ["ann@example.com"] * 52
 
 
 def test_a_suppressed_message_links_to_the_entry_that_stopped_it(ops: Client) -> None:
