@@ -489,7 +489,7 @@ class TrackingEvent(models.Model):
         indexes = [
             models.Index(fields=["received_at"], condition=models.Q(applied=False),
                          name="tracking_unapplied_idx"),
-            # tracking_catch_up's queue: only the rows still waiting (a few at most).
+            # tracking_catch_up's queue: only the rows still waiting, never the applied history.
             models.Index(fields=["catch_up_at", "id"],
                          condition=models.Q(catch_up_at__isnull=False),
                          name="tracking_catch_up_idx"),
