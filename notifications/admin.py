@@ -19,6 +19,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -33,6 +34,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.functional import cached_property
 from django.utils.html import format_html
+from django.utils.http import urlencode
 
 from notifications.content import message_render
 from notifications.dashboard import chart_svg, snapshot, snapshot_json
@@ -57,7 +59,7 @@ from notifications.selectors import (
     table_estimate,
 )
 from notifications.services import messages_cancel, messages_requeue_audited
-from notifications.tracking import EVENT_TIME
+from notifications.tracking import EVENT_TIME, HISTORY_SHOWN
 from templates_app.exceptions import TemplateRenderError
 from templates_app.rendering import RenderedEmail
 
@@ -161,14 +163,31 @@ class DeliveryAttemptInline(admin.TabularInline):
         return False
 
 
+class NewestTrackingFormSet(BaseInlineFormSet):
+    """The message's newest HISTORY_SHOWN tracking events (as tracking.recent_history picks
+    them; the inline's `ordering` then lists them oldest first): a message opened thousands of
+    times must not make its page unbounded. The rest are in the tracking events list, linked
+    from the page's "Tracking events" field."""
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if not hasattr(self, "_queryset") and self.instance.pk is not None:
+            newest = TrackingEvent.objects.filter(message_id=self.instance.pk).order_by(
+                EVENT_TIME.desc(), "-received_at", "-id").values("pk")[:HISTORY_SHOWN]
+            self.queryset = self.queryset.filter(pk__in=newest)
+        return super().get_queryset()
+
+
 class TrackingEventInline(admin.TabularInline):
     """A message's tracking history on its page: what the provider's webhooks said after it
-    accepted the email, oldest first (as notifications.tracking.history orders it)."""
+    accepted the email, the newest HISTORY_SHOWN of it, oldest first (as
+    notifications.tracking.recent_history orders it)."""
 
     model = TrackingEvent
+    formset = NewestTrackingFormSet
     extra = 0
     can_delete = False
-    verbose_name_plural = "Tracking history (the provider's webhooks, oldest first)"
+    verbose_name_plural = (f"Tracking history (the provider's webhooks: the newest "
+                           f"{HISTORY_SHOWN}, oldest first)")
     fields = ("occurred_at", "received_at", "esp", "event_type", "bounce", "description",
               "mta_response", "applied", "event_link")
     readonly_fields = fields
@@ -252,13 +271,14 @@ class MessageAdmin(ReasonConfirmMixin, admin.ModelAdmin):
                      "everything matching a filter), which runs in a task. Narrow the filter to "
                      "act here.")
     readonly_fields = [f.name for f in Message._meta.fields] + [
-        "rendered_subject", "preview", "event_data", "message_id_header", "suppression"]
+        "rendered_subject", "preview", "event_data", "message_id_header", "suppression",
+        "tracking_events"]
     fieldsets = (
         (None, {"fields": ("id", "event_type", "producer", "idempotency_key", "status",
                            "dead_reason", "last_error", "message_id_header")}),
         ("Recipient", {"fields": ("to_email", "to_name", "locale", "event_data")}),
         ("Deliverability (what the provider reported; the suppression that stopped it)",
-         {"fields": ("bounce", "suppression")}),
+         {"fields": ("bounce", "suppression", "tracking_events")}),
         ("Email (rendered now from the pinned version, as the drain renders it)",
          {"fields": ("template_version", "rendered_subject", "preview")}),
         ("Delivery", {"fields": ("lane", "priority", "attempts", "max_attempts",
@@ -345,6 +365,21 @@ class MessageAdmin(ReasonConfirmMixin, admin.ModelAdmin):
         state = "" if row.active else " (removed since)"
         return format_html('<a href="{}">{}: {} ({})</a>{}', url, row.email,
                            row.get_reason_display(), row.scope or "all mail", state)
+
+    @admin.display(description="Tracking events")
+    def tracking_events(self, obj: Message) -> str:
+        """How many the providers reported (one COUNT through the message's index), and where
+        all of them are when the history below shows only the newest."""
+        total = TrackingEvent.objects.filter(message_id=obj.pk).count()
+        if not total:
+            return "none"
+        url = (reverse("admin:notifications_trackingevent_changelist") + "?"
+               + urlencode({"message__id__exact": obj.pk}))
+        if total <= HISTORY_SHOWN:
+            return format_html('{} (listed below; also in <a href="{}">the tracking events '
+                               "list</a>)", total, url)
+        return format_html('{}: the newest {} are listed below; <a href="{}">all {} in the '
+                           "tracking events list</a>", total, HISTORY_SHOWN, url, total)
 
     @admin.display(description="Message-ID")
     def message_id_header(self, obj: Message) -> str:

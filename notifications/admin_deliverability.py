@@ -36,6 +36,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import urlencode
 from email_validator import EmailNotValidError
 
 from notifications import suppression
@@ -260,7 +261,8 @@ class SuppressionAdmin(ReasonConfirmMixin, admin.ModelAdmin):
                     request, f"{row.email} was already suppressed for {row.scope or 'all mail'} "
                     f"({row.get_reason_display().lower()}); left as it is.", messages.WARNING)
             url = reverse("admin:notifications_suppression_changelist")
-            return HttpResponseRedirect(f"{url}?q={row.email}")
+            # Encoded: an address may hold "+", "&", "#" or "%" ("a+b@" read back as "a b@").
+            return HttpResponseRedirect(f"{url}?{urlencode({'q': row.email})}")
         return TemplateResponse(request, "admin/notifications/suppression/add.html",
                                 self._context(request, "Add to the suppression list",
                                               form=form))
@@ -362,11 +364,28 @@ class MatchedFilter(admin.SimpleListFilter):
         return queryset
 
 
+class CatchUpFilter(admin.SimpleListFilter):
+    """Unapplied events still retried by tracking_catch_up, and those it gave up on."""
+
+    title = "catch-up"
+    parameter_name = "catch_up"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("waiting", "waiting (retried)"), ("given_up", "given up (never applied)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "waiting":
+            return queryset.filter(catch_up_at__isnull=False)
+        if self.value() == "given_up":
+            return queryset.filter(applied=False, catch_up_at__isnull=True)
+        return queryset
+
+
 @admin.register(TrackingEvent)
 class TrackingEventAdmin(ReadOnlyAdmin):
     list_display = ("received_at", "esp", "event_type", "bounce", "recipient", "message_link",
                     "applied")
-    list_filter = (EspFilter, TrackingTypeFilter, MatchedFilter, "applied")
+    list_filter = (EspFilter, TrackingTypeFilter, MatchedFilter, "applied", CatchUpFilter)
     search_fields = ("recipient",)  # shows the box; get_search_results does the search
     search_help_text = ("A recipient address, the ESP's message id, or our message id "
                         "(a number, or the Message-ID we wrote).")
@@ -378,7 +397,7 @@ class TrackingEventAdmin(ReadOnlyAdmin):
     fields = ("esp", "event_type", "bounce", "message_link", "notification_id",
               "provider_message_id", "recipient", "occurred_at", "received_at",
               "reject_reason", "description", "mta_response", "lane", "applied",
-              "dedupe_key", "raw_payload")
+              "catch_up_tries", "catch_up_at", "dedupe_key", "raw_payload")
     readonly_fields = fields
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Any],

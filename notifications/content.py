@@ -12,18 +12,20 @@ from collections.abc import Iterable
 from typing import Any
 
 from notifications import lookups, unsubscribe
-from notifications.models import Lane, Message
+from notifications.models import Message
 from templates_app.models import TemplateVersion
 from templates_app.rendering import RenderedEmail, render_subject, render_version
 
 
 def message_context(message: Message) -> dict[str, Any]:
-    """The template context: the event data plus `recipient`, and for bulk mail
-    `unsubscribe_url` (the same link as its List-Unsubscribe header, for a footer; it replaces a
-    producer's own, which our suppression list would not honour)."""
+    """The template context: the event data plus `recipient`, and for bulk mail that honours
+    unsubscribes (unsubscribe.offers_unsubscribe) `unsubscribe_url` (the same link as its
+    List-Unsubscribe header, for a footer; it replaces a producer's own, which our suppression
+    list would not honour). Exempt mail gets none, so a footer under `{% if unsubscribe_url %}`
+    disappears with it."""
     data = message.data if isinstance(message.data, dict) else {}
     context = {**data, "recipient": {"email": message.to_email, "name": message.to_name}}
-    if message.lane == Lane.BULK:
+    if unsubscribe.offers_unsubscribe(message):
         context["unsubscribe_url"] = unsubscribe.url_for(message)
     return context
 

@@ -482,7 +482,8 @@ class Suppression(models.Model):
 class TrackingEvent(models.Model):
     """One event an ESP's tracking webhook reported (through Anymail), stored once: a replay of
     the same event (same ESP, same `dedupe_key`) is ignored. `message` is empty while no message
-    matches (kept and retried by notifications.tracking.tracking_catch_up)."""
+    matches (kept and retried by notifications.tracking.tracking_catch_up, less often each time,
+    until `catch_up_at` is cleared: applied, or given up)."""
 
     esp = models.CharField(max_length=40)
     dedupe_key = models.CharField(
@@ -502,6 +503,11 @@ class TrackingEvent(models.Model):
     mta_response = models.TextField(blank=True)
     lane = models.CharField(max_length=20, blank=True, help_text="The message's, once matched.")
     applied = models.BooleanField(default=False, help_text="Its effect on the message is done.")
+    catch_up_tries = models.PositiveSmallIntegerField(
+        default=0, help_text="How many times the catch-up tried to match or apply it.")
+    catch_up_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the catch-up tries it next; empty once applied or given up.")
     raw = models.JSONField(default=dict, blank=True, help_text="The ESP's event as posted.")
 
     class Meta:
@@ -511,6 +517,10 @@ class TrackingEvent(models.Model):
         indexes = [
             models.Index(fields=["received_at"], condition=models.Q(applied=False),
                          name="tracking_unapplied_idx"),
+            # tracking_catch_up's queue: only the rows still waiting, never the applied history.
+            models.Index(fields=["catch_up_at", "id"],
+                         condition=models.Q(catch_up_at__isnull=False),
+                         name="tracking_catch_up_idx"),
             models.Index(fields=["lane", "event_type", "received_at"],
                          name="tracking_lane_type_idx"),
             # The admin's search (exact values only): by recipient (as the ESP spelled it, so

@@ -142,23 +142,27 @@ def stop_suppressed(messages: Sequence[Message], *, claimed: bool) -> list[Messa
     stopped = blocking(messages)
     if not stopped:
         return list(messages)
-    by_row: dict[tuple[Any, int], list[Message]] = {}
+    # Grouped by lane too: a batch of notify_many can mix lanes, and each lane's rollup must
+    # count its own (the transition's row count cannot say which of a mixed group moved).
+    by_row: dict[tuple[Any, int, str], list[Message]] = {}
     for message in messages:
         row = stopped.get(message.pk)
         if row is not None:
-            by_row.setdefault((message.lease_token if claimed else None, row.pk), []).append(
-                message)
-    moved = 0
+            by_row.setdefault((message.lease_token if claimed else None, row.pk, message.lane),
+                              []).append(message)
+    moved: dict[str, int] = {}
     rows = {row.pk: row for row in stopped.values()}
-    for (token, row_pk), group in by_row.items():
+    for (token, row_pk, lane), group in by_row.items():
         count = transitions.suppress([m.pk for m in group], suppression_id=row_pk,
                                      reason=describe(rows[row_pk]), token=token)
-        moved += count
+        moved[lane] = moved.get(lane, 0) + count
         if count:
             for message in group:
                 message.status = Status.SUPPRESSED
                 message.suppressed_by_id = row_pk
-    rollup_add(lane=messages[0].lane, at=timezone.now(), suppressed=moved)
+    now = timezone.now()
+    for lane, count in moved.items():
+        rollup_add(lane=lane, at=now, suppressed=count)
     return [m for m in messages if m.pk not in stopped]
 
 

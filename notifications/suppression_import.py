@@ -7,9 +7,11 @@ checked on its own (the address by notifications.addresses, the same validator t
 scope against suppression.categories(); lengths), and every good row is saved while each bad
 row is reported with its line and why: one typo must not cost the other 10,000 rows, nor be
 silently dropped. Good rows go through suppression.suppress_many (reason MANUAL, source
-"import"; the rule of suppression.suppress, a thousand rows at a time), so a complaint on file
-stays a complaint; the whole import is one audit entry (SUPPRESS_IMPORT) with how many rows
-changed and the operator's reason.
+"import"; the rule of suppression.suppress, a thousand rows a query batch), so a complaint on
+file stays a complaint; the whole import is one audit entry (SUPPRESS_IMPORT) with how many rows
+changed and the operator's reason, written in the same transaction as the rows: all of it, or
+nothing. (The rows it touches stay locked until the import commits, a few seconds for the
+largest file; a webhook suppressing one of those addresses meanwhile waits for it.)
 
 Columns: email[,scope][,note]. A header row is optional; with one, columns are found by name
 (so a file exported from the console imports again: the other columns are ignored).
@@ -22,6 +24,7 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import transaction
 from email_validator import EmailNotValidError
 
 from notifications import suppression
@@ -36,8 +39,8 @@ EMAIL_MAX = Suppression._meta.get_field("email").max_length or 254
 COLUMNS = ("email", "scope", "note")
 # What a scope cell may say for "every email" (a category is a slug: it cannot contain a space).
 ALL_MAIL = ("", "all mail")
-# Rows saved per transaction (suppression.suppress_many): a few queries each, and no lock is
-# held for long.
+# Rows per suppression.suppress_many call (a few queries each, with IN lists of this size); all
+# the calls of one import share its transaction.
 CHUNK = 1000
 
 
@@ -174,15 +177,20 @@ def suppressions_import(*, data: bytes, filename: str, user: Any, reason: str) -
     checked = plan(decode(data), scopes=set(suppression.categories()))
     changed = 0
     rows = checked.rows
-    for start in range(0, len(rows), CHUNK):
-        changed += suppression.suppress_many(
-            [(row.email, row.scope, row.note) for row in rows[start:start + CHUNK]],
-            reason=SuppressionReason.MANUAL, source="import")
-    if rows:
-        audit_record(
-            user=user, action=AuditAction.SUPPRESS_IMPORT, count=changed, reason=reason,
-            target=f"CSV import {filename[:150]}: {len(rows)} rows, "
-                   f"{len(checked.errors)} refused",
-            filter={"file": filename[:200], "rows": len(rows), "changed": changed,
-                    "unchanged": len(rows) - changed, "refused": len(checked.errors)})
+    # One transaction for every chunk and the audit entry: a chunk that fails (a lost
+    # connection, a deadlock) rolls back the chunks before it too, so no row is ever written
+    # without the entry that says who imported it and why. The operator sees the error and
+    # imports the file again (the import is idempotent).
+    with transaction.atomic():
+        for start in range(0, len(rows), CHUNK):
+            changed += suppression.suppress_many(
+                [(row.email, row.scope, row.note) for row in rows[start:start + CHUNK]],
+                reason=SuppressionReason.MANUAL, source="import")
+        if rows:
+            audit_record(
+                user=user, action=AuditAction.SUPPRESS_IMPORT, count=changed, reason=reason,
+                target=f"CSV import {filename[:150]}: {len(rows)} rows, "
+                       f"{len(checked.errors)} refused",
+                filter={"file": filename[:200], "rows": len(rows), "changed": changed,
+                        "unchanged": len(rows) - changed, "refused": len(checked.errors)})
     return Result(changed=changed, unchanged=len(rows) - changed, errors=checked.errors)

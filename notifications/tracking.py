@@ -19,9 +19,11 @@ the `anymail.signals.tracking` signal; `on_tracking` below receives them. Per ev
    its transaction (effects included) rolls back: nothing changes.
 
 An event whose message is unknown, or not yet `sent` (the webhook can outrun the drain's
-recording of the send), is kept with `applied=False`; `tracking_catch_up`, run by every sweep,
-matches and applies those for a day. A few queries per event; the receiver never raises on odd
-payloads (an ESP retries a 500 for days), only on a database failure, which it should retry.
+recording of the send), is kept with `applied=False`; `tracking_catch_up`, run every minute,
+matches and applies those for a day, each less often the more it failed (`catch_up_at`,
+`catch_up_tries`), then gives up on it (kept, counted). A few queries per event; the receiver
+never raises on odd payloads (an ESP retries a 500 for days), only on a database failure, which
+it should retry.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ from notifications.models import (
 
 logger = logging.getLogger(__name__)
 
-CATCH_UP_HOURS = 24
+CATCH_UP_HOURS = 24  # an unapplied event is tried for this long after it came, then given up
+CATCH_UP_MAX_GAP = timedelta(hours=1)  # the longest wait between two of its tries
 _MESSAGE_FIELDS = ("id", "lane", "status", "to_email", "event_type_id")
 
 # The raw event types of each ESP (as Anymail passes them on in esp_event) that mean the
@@ -111,6 +114,8 @@ def record_event(esp: str, event: AnymailTrackingEvent) -> TrackingEvent | None:
                 row.applied = _apply(row, message)
             else:
                 row.applied = False
+            if not row.applied:
+                row.catch_up_at = timezone.now()  # into tracking_catch_up's queue
             row.save(force_insert=True)
     except IntegrityError:
         logger.info("tracking: replay of %s %s ignored", esp, row.dedupe_key)
@@ -232,21 +237,55 @@ def _count_soft_bounce(row: TrackingEvent, message: Message, source: str) -> Non
                              note=f"{earlier + 1} soft bounces in {conf['SOFT_BOUNCE_DAYS']} days")
 
 
+def catch_up_gap(tries: int) -> timedelta:
+    """How long after its `tries`-th failed try an event is tried again: at the next run after
+    the first (the drain records a send within seconds), then 1, 3, 7, 15, 31 minutes, then
+    hourly. Run every minute, that is ~30 tries in CATCH_UP_HOURS instead of ~1,440."""
+    return min(timedelta(minutes=2 ** min(max(tries, 1) - 1, 20) - 1), CATCH_UP_MAX_GAP)
+
+
 def tracking_catch_up(*, limit: int = 500) -> int:
-    """Match and apply events kept unapplied in the last CATCH_UP_HOURS (unknown message, or
-    not yet sent when they came). Returns how many were applied now."""
-    since = timezone.now() - timedelta(hours=CATCH_UP_HOURS)
+    """Match and apply events kept unapplied (unknown message, or not yet sent when they came).
+    Returns how many were applied now.
+
+    1. Take the `limit` events whose `catch_up_at` is due, the longest waiting first (the
+       partial index tracking_catch_up_idx holds only the waiting ones).
+    2. Match and apply each as record_event would have (its effects only once: an event
+       matched before, when its message was not yet sent, did them then).
+    3. One that still fails waits catch_up_gap(tries) and goes to the back of the queue, so
+       the events that came after it get their turn: a backlog of events that never match
+       cannot hold back a newer one. Past CATCH_UP_HOURS after it came it is given up on
+       (`catch_up_at` cleared): kept, with its tries counted, for the admin to show.
+    """
+    now = timezone.now()
     done = 0
-    for row in TrackingEvent.objects.filter(applied=False, received_at__gte=since).order_by(
-            "received_at")[:limit]:
+    failed: dict[tuple[int, bool], list[int]] = {}  # (tries, given up) -> ids
+    for row in TrackingEvent.objects.filter(catch_up_at__lte=now).defer("raw").order_by(
+            "catch_up_at", "id")[:limit]:
+        tries = row.catch_up_tries + 1
+        deadline = row.received_at + timedelta(hours=CATCH_UP_HOURS)
         message = _match(row.notification_id, row.provider_message_id, row.recipient)
         if message is None:
+            failed.setdefault((tries, now + catch_up_gap(tries) > deadline), []).append(row.pk)
             continue
         with transaction.atomic():
             applied = _apply(row, message, effects=row.message_id is None)
+            later = None if applied else now + catch_up_gap(tries)
+            if later is not None and later > deadline:
+                later = None
+                logger.info("tracking: %s %s #%s never applied; given up after %s tries",
+                            row.esp, row.event_type, row.pk, tries)
             TrackingEvent.objects.filter(pk=row.pk).update(
-                message_id=message.pk, lane=message.lane, applied=applied)
+                message_id=message.pk, lane=message.lane, applied=applied,
+                catch_up_tries=tries, catch_up_at=later)
         done += applied
+    for (tries, given_up), ids in failed.items():
+        TrackingEvent.objects.filter(pk__in=ids).update(
+            catch_up_tries=tries, catch_up_at=None if given_up else now + catch_up_gap(tries))
+    gave_up = sum(len(ids) for (_, given_up), ids in failed.items() if given_up)
+    if gave_up:
+        logger.info("tracking: %s event(s) for unknown messages given up after %s hours",
+                    gave_up, CATCH_UP_HOURS)
     return done
 
 
@@ -256,10 +295,26 @@ def tracking_catch_up(*, limit: int = 500) -> int:
 EVENT_TIME = Coalesce("occurred_at", "received_at")
 
 
+# How many of a message's tracking events its API detail and admin page show: the newest. A
+# message opened or clicked thousands of times must not make either answer unbounded.
+HISTORY_SHOWN = 50
+
+
 def history(message_id: int) -> list[TrackingEvent]:
-    """A message's tracking events, oldest first (the API's and the admin's history)."""
+    """All of a message's tracking events, oldest first."""
     return list(TrackingEvent.objects.filter(message_id=message_id).order_by(
         EVENT_TIME, "received_at", "id"))
+
+
+def recent_history(message_id: int, *,
+                   limit: int = HISTORY_SHOWN) -> tuple[list[TrackingEvent], int]:
+    """A message's newest `limit` tracking events, oldest first (the API's and the admin's
+    history), and how many it has in all. One query, and a COUNT only when there are more."""
+    newest = list(TrackingEvent.objects.filter(message_id=message_id).order_by(
+        EVENT_TIME.desc(), "-received_at", "-id")[:limit + 1])
+    total = len(newest) if len(newest) <= limit else \
+        TrackingEvent.objects.filter(message_id=message_id).count()
+    return newest[:limit][::-1], total
 
 
 TRACKED_STATUSES = (Status.DELIVERED, Status.BOUNCED, Status.COMPLAINED)

@@ -95,10 +95,18 @@ def url_for(message: Message) -> str:
     return before + token_for(message.to_email, category_of(message)) + after
 
 
+def offers_unsubscribe(message: Message) -> bool:
+    """Does `message` carry an unsubscribe link (headers and the template's unsubscribe_url)?
+    Bulk mail only (transactional mail, such as a password reset, is not something to
+    unsubscribe from), and never an `unsubscribe_exempt` event type even on the bulk lane: the
+    suppression rule ignores unsubscribes for it, so a link would answer "Unsubscribed" while
+    the mail kept coming. Cached per event type: no query per email."""
+    return message.lane == Lane.BULK and not suppression.kind_of(message.event_type_id).exempt
+
+
 def headers_for(message: Message) -> dict[str, str]:
-    """The List-Unsubscribe headers of `message`: for the bulk lane only (transactional mail,
-    such as a password reset, is not something to unsubscribe from)."""
-    if message.lane != Lane.BULK:
+    """The List-Unsubscribe headers of `message`, if it offers an unsubscribe at all."""
+    if not offers_unsubscribe(message):
         return {}
     token = token_for(message.to_email, category_of(message))
     before, after = _url_around(settings.NOTIFY_DELIVERABILITY["PUBLIC_URL"])

@@ -27,6 +27,7 @@ from notifications.services import (
     LOCALE_RE,
     NAME_MAX,
 )
+from notifications.tracking import HISTORY_SHOWN
 
 
 @extend_schema_field(
@@ -136,14 +137,18 @@ class MessageDetailSerializer(MessageSerializer):
         allow_null=True, help_text="Rendered from the pinned template version; null if it fails.")
     attempt_log = AttemptSerializer(many=True)
     tracking = TrackingSerializer(
-        many=True, help_text="What the provider reported after accepting it, oldest first.")
+        many=True, help_text=f"What the provider reported after accepting it: the newest "
+                             f"{HISTORY_SHOWN} events, oldest first.")
+    tracking_total = serializers.IntegerField(
+        min_value=0, help_text=f"How many events the provider reported in all; more than in "
+                               f"`tracking` when over {HISTORY_SHOWN}.")
     suppressed = SuppressedSerializer(
         allow_null=True, help_text="Set when the status is suppressed (and the entry is still "
                                    "known); else null.")
 
     class Meta(MessageSerializer.Meta):
         fields = [*MessageSerializer.Meta.fields, "subject", "attempt_log", "tracking",
-                  "suppressed"]
+                  "tracking_total", "suppressed"]
 
 
 class EventTypeSerializer(serializers.ModelSerializer):

@@ -169,15 +169,17 @@ def _item_result(index: int, outcome: Queued | NotifyError) -> dict[str, Any]:
 
 
 def message_detail(message: Message) -> dict[str, Any]:
-    """MessageDetailSerializer's shape: the payload with the attempts, the tracking history
-    (one query, detail only: the write endpoints' answers stay cheap) and, when suppressed,
-    the entry that stopped it."""
+    """MessageDetailSerializer's shape: the payload with the attempts, the newest of the
+    tracking history and its total (one query, a count only past the cap; detail only: the
+    write endpoints' answers stay cheap) and, when suppressed, the entry that stopped it."""
     payload = message_payload(message, detail=True)
+    events, total = tracking.recent_history(message.pk)
     payload["tracking"] = [
         {"event": e.event_type, "at": e.occurred_at or e.received_at, "esp": e.esp,
          "bounce": e.bounce or None, "description": e.description}
-        for e in tracking.history(message.pk)
+        for e in events
     ]
+    payload["tracking_total"] = total
     row = message.suppressed_by if message.status == Status.SUPPRESSED else None
     payload["suppressed"] = {"reason": row.reason, "scope": row.scope or None} if row else None
     return payload

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import DatabaseError
 from django.test import Client
 from django.urls import reverse
+from django.utils.html import escape
 
 from notifications import suppression, suppression_import
 from notifications.models import AuditAction, AuditEntry, Message, Status, Suppression
@@ -85,6 +87,20 @@ def test_an_operator_adds_an_address_with_a_reason_and_it_is_audited(ops: Client
     assert "bob@example.com" in entry.target
     # What the operator wanted: no more mail to Bob.
     assert order("bob@example.com").status == Status.SUPPRESSED
+
+
+@pytest.mark.parametrize("email", ["a+b@example.com", "a&q=x%41#b@example.com"])
+def test_after_adding_the_list_shows_the_address_however_it_is_spelled(ops: Client,
+                                                                        email: str) -> None:
+    suppression.suppress(email="a@example.com", reason=R.HARD_BOUNCE)  # must not be listed
+
+    response = ops.post(reverse(ADD), {"email": email, "scope": "", "reason": "asked"},
+                        follow=True)
+
+    assert response.status_code == 200
+    assert response.context["cl"].query == email
+    assert re.findall(r'<th class="field-email"><a [^>]*>([^<]+)</a>',
+                      response.content.decode()) == [escape(email)]
 
 
 def test_adding_for_one_category_leaves_other_mail_alone(ops: Client) -> None:
@@ -269,6 +285,30 @@ def test_an_import_needs_a_reason_and_a_file(ops: Client) -> None:
     assert response.status_code == 200 and "This field is required" in response.content.decode()
     assert ops.post(reverse(IMPORT), {"reason": "r"}).status_code == 200
     assert not Suppression.objects.exists()
+
+
+def test_an_import_that_fails_part_way_writes_nothing_unaudited(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(suppression_import, "CHUNK", 2)
+    real = suppression.suppress_many
+    calls: list[int] = []
+
+    def third_chunk_fails(*args: Any, **kwargs: Any) -> int:
+        calls.append(1)
+        if len(calls) == 3:
+            raise DatabaseError("connection lost")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(suppression, "suppress_many", third_chunk_fails)
+    five = "".join(f"r{n}@example.com\n" for n in range(5))
+
+    with pytest.raises(DatabaseError):
+        suppression_import.suppressions_import(data=five.encode(), filename="list.csv",
+                                               user="olga", reason="r")
+
+    assert len(calls) == 3  # two chunks were saved before the third failed
+    assert not Suppression.objects.exists() and not AuditEntry.objects.exists()
+    assert order("r0@example.com").status == Status.PENDING
 
 
 # --- export -------------------------------------------------------------------------------------

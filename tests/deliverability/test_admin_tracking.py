@@ -17,7 +17,7 @@ from notifications import suppression
 from notifications.delivery import drain_lane
 from notifications.models import Message, Status, TrackingEvent
 from notifications.models import SuppressionReason as R
-from notifications.tracking import record_event
+from notifications.tracking import HISTORY_SHOWN, record_event
 from tests.deliverability.test_admin_suppressions import order
 
 CHANGELIST = "admin:notifications_trackingevent_changelist"
@@ -79,6 +79,18 @@ def test_the_list_shows_matched_and_unknown_events_and_filters_them(
     assert rows(ops, applied__exact="0") == ["lost@example.com"]
 
 
+def test_it_lists_the_events_the_catch_up_still_retries_and_those_it_gave_up(
+        ops: Client, sent_ann: Message) -> None:
+    webhook("delivered", message=sent_ann)
+    webhook("bounced", message_id="ses-1", recipient="waits@example.com")
+    webhook("bounced", message_id="ses-2", recipient="old@example.com")
+    TrackingEvent.objects.filter(recipient="old@example.com").update(
+        received_at=T0, catch_up_tries=29, catch_up_at=None)  # as the catch-up leaves it
+
+    assert rows(ops, catch_up="waiting") == ["waits@example.com"]
+    assert rows(ops, catch_up="given_up") == ["old@example.com"]
+
+
 def test_it_searches_by_recipient_esp_id_and_our_id(ops: Client, sent_ann: Message) -> None:
     webhook("delivered", message=sent_ann)
     webhook("deferred", message_id="ses-9", recipient="Lost@Example.com",
@@ -121,10 +133,34 @@ def test_the_message_page_shows_its_tracking_history_and_bounce(
     page = ops.get(reverse("admin:notifications_message_change", args=[sent_ann.pk]))
     text = page.content.decode()
     assert "Tracking history" in text
+    assert "3 (listed below; also in <a href=" in text
     history = re.findall(r'<td class="field-event_type">\s*<p>(\w+)</p>', text)
     assert history == ["delivered", "opened", "bounced"]  # oldest first, only this message's
     assert "mailbox unknown" in text
     assert re.search(r"Bounce:</label>\s*<div class=\"readonly\">Hard", text)
+
+
+def test_the_message_page_shows_the_newest_of_a_long_history_and_links_to_all_of_it(
+        ops: Client, sent_ann: Message) -> None:
+    webhook("delivered", message=sent_ann, minutes=0)
+    for n in range(HISTORY_SHOWN):
+        webhook("opened", message=sent_ann, minutes=n + 1)
+    webhook("complained", message=sent_ann, minutes=HISTORY_SHOWN + 9)
+    webhook("clicked", message=sent("bob@example.com"))  # another message's
+
+    text = ops.get(reverse("admin:notifications_message_change", args=[sent_ann.pk])) \
+        .content.decode()
+
+    shown = re.findall(r'<td class="field-event_type">\s*<p>(\w+)</p>', text)
+    # The newest, oldest first: the delivered and the first open are left out.
+    assert shown == ["opened"] * (HISTORY_SHOWN - 1) + ["complained"]
+    link = re.search(r'the newest 50 are listed below; <a href="([^"]+)">all 52 in the '
+                     r"tracking events list</a>", text)
+    assert link is not None
+    listed = ops.get(link.group(1).replace("&amp;", "&"))
+    assert listed.status_code == 200
+    assert re.findall(r'<td class="field-recipient">([^<]*)</td>', listed.content.decode()) \
+        == ["ann@example.com"] * 52
 
 
 def test_a_suppressed_message_links_to_the_entry_that_stopped_it(ops: Client) -> None:

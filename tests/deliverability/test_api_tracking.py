@@ -15,6 +15,7 @@ from notifications import suppression
 from notifications.delivery import drain_lane
 from notifications.models import Message, Status, Suppression
 from notifications.models import SuppressionReason as R
+from notifications.tracking import HISTORY_SHOWN
 from tests.api.conftest import _fresh_caches, api, event, producer, token  # noqa: F401
 from tests.deliverability.test_admin_tracking import T0, webhook
 
@@ -64,7 +65,7 @@ def test_a_suppressed_message_says_why(api: APIClient) -> None:  # noqa: F811
     assert ann["status"] == "suppressed" and "suppressed" not in ann  # the write answer: lean
     body = api.get(f"/api/v1/messages/{ann['id']}/").json()
     assert body["suppressed"] == {"reason": "hard_bounce", "scope": None}
-    assert body["tracking"] == []
+    assert (body["tracking"], body["tracking_total"]) == ([], 0)
 
     bob = api.post("/api/v1/events/", event(
         event="marketing.newsletter", to="bob@example.com",
@@ -98,6 +99,38 @@ def test_the_detail_costs_the_same_few_queries_however_long_the_history(
     with CaptureQueriesContext(connection) as many:
         assert len(api.get(url).json()["tracking"]) == 21
     assert len(many.captured_queries) == len(one.captured_queries)
+
+
+def test_the_detail_shows_the_newest_events_of_a_long_history_and_their_total(
+        api: APIClient, outbox: list[Any]) -> None:  # noqa: F811
+    message = sent_through_api(api)
+    url = f"/api/v1/messages/{message.pk}/"
+    for n in range(HISTORY_SHOWN):
+        webhook("opened", message=message, minutes=n + 1)
+
+    body = api.get(url).json()
+    assert (len(body["tracking"]), body["tracking_total"]) == (HISTORY_SHOWN, HISTORY_SHOWN)
+
+    webhook("delivered", message=message, minutes=0)  # happened first: now the oldest
+    webhook("clicked", message=message, minutes=HISTORY_SHOWN + 5)
+    webhook("complained", message=message, minutes=HISTORY_SHOWN + 9)
+    with CaptureQueriesContext(connection) as capped:
+        body = api.get(url).json()
+
+    assert body["tracking_total"] == HISTORY_SHOWN + 3
+    events = body["tracking"]
+    assert len(events) == HISTORY_SHOWN
+    # The newest, oldest first: the delivered and the first two opens are left out.
+    assert [e["event"] for e in events[-3:]] == ["opened", "clicked", "complained"]
+    assert events[0]["at"] == iso(T0 + timedelta(minutes=3))
+    assert [e["at"] for e in events] == sorted(e["at"] for e in events)
+    assert "delivered" not in {e["event"] for e in events}
+    # Past the cap: one COUNT more, however long the history.
+    for n in range(20):
+        webhook("opened", message=message, minutes=100 + n)
+    with CaptureQueriesContext(connection) as longer:
+        assert api.get(url).json()["tracking_total"] == HISTORY_SHOWN + 23
+    assert len(longer.captured_queries) == len(capped.captured_queries)
 
 
 @pytest.fixture(autouse=True)

@@ -178,3 +178,23 @@ def test_tracking_cannot_move_a_message_that_was_not_sent() -> None:
     assert transitions.deliver(message.pk) == 0
     assert transitions.complain(message.pk) == 0
     assert status(message)[0] == Status.PENDING
+
+
+def test_a_mixed_batch_counts_each_lanes_suppressions_in_its_own_rollup() -> None:
+    suppression.suppress(email="bad@example.com", reason=SuppressionReason.COMPLAINT,
+                         source="test")
+
+    results = notify_many([
+        {"event": "order.placed", "to": "ok@example.com", "data": ORDER},
+        {"event": "marketing.newsletter", "to": "bad@example.com", "data": NEWS},
+        {"event": "order.placed", "to": "bad@example.com", "data": ORDER},
+        {"event": "marketing.newsletter", "to": "bad@example.com", "data": NEWS,
+         "idempotency_key": "second"},
+    ])
+
+    assert [Message.objects.get(pk=r.message.pk).lane for r in results] == [
+        "transactional", "bulk", "transactional", "bulk"]
+    counted: dict[str, int] = {}
+    for lane, suppressed in LaneMinute.objects.values_list("lane", "suppressed"):
+        counted[lane] = counted.get(lane, 0) + suppressed  # a minute may turn meanwhile
+    assert counted == {"transactional": 1, "bulk": 2}

@@ -8,9 +8,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from anymail.signals import AnymailTrackingEvent
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from notifications.models import (
     Bounce,
@@ -20,7 +23,7 @@ from notifications.models import (
     SuppressionReason,
     TrackingEvent,
 )
-from notifications.tracking import history, tracking_catch_up
+from notifications.tracking import catch_up_gap, history, record_event, tracking_catch_up
 from tests.deliverability.payloads import basic_auth
 from tests.deliverability.payloads.postmark import postmark
 from tests.deliverability.payloads.server import (  # noqa: F401 (hooks_fixture: a fixture)
@@ -177,3 +180,84 @@ def test_the_receiver_needs_a_few_queries_per_event(hooks: Hooks) -> None:
     assert message.status == Status.DELIVERED
     # Match, then one transaction: move the message, store the event (5 with BEGIN/COMMIT).
     assert len(queries) <= 6, [q["sql"] for q in queries]
+
+
+# --- the catch-up's queue -------------------------------------------------------------------------
+
+def unknown_event(provider_id: str, kind: str = "delivered") -> TrackingEvent:
+    """An event for a message nobody recorded (yet) as `provider_id`, as the receiver keeps it."""
+    row = record_event("Postmark", AnymailTrackingEvent(
+        event_type=kind, event_id=unique("ev-"), timestamp=AT, message_id=provider_id,
+        recipient="ann@example.com", metadata={}, esp_event={"RecordType": kind}))
+    assert row is not None and not row.applied and row.catch_up_at is not None
+    return row
+
+
+def waiting(row: TrackingEvent) -> tuple[int, bool, bool]:
+    """(tries, still queued, applied)."""
+    row.refresh_from_db()
+    return row.catch_up_tries, row.catch_up_at is not None, row.applied
+
+
+@pytest.mark.usefixtures("demo", "no_wakeups")
+def test_events_that_never_match_cannot_hold_back_a_newer_one() -> None:
+    two_hours_ago = timezone.now() - timedelta(hours=2)
+    TrackingEvent.objects.bulk_create([
+        TrackingEvent(esp="Postmark", dedupe_key=f"stale-{n}", event_type="delivered",
+                      provider_message_id=f"pm-gone-{n}", recipient="x@example.com",
+                      catch_up_at=two_hours_ago)
+        for n in range(600)])
+    TrackingEvent.objects.update(received_at=two_hours_ago)  # came before the new one
+    provider_id = unique("pm-")
+    new = unknown_event(provider_id)
+    message = sent(provider_id=provider_id)  # now it matches
+
+    runs = [tracking_catch_up(), tracking_catch_up()]  # two minutes of the sweeper
+
+    assert sum(runs) == 1
+    assert waiting(new) == (1, False, True)
+    message.refresh_from_db()
+    assert message.status == Status.DELIVERED
+    # Every stale event had its turn (the first 500 a second one, behind the rest) and still
+    # waits in the queue.
+    stale = TrackingEvent.objects.exclude(pk=new.pk)
+    assert sorted(set(stale.values_list("catch_up_tries", flat=True))) == [1, 2]
+    assert not stale.filter(catch_up_at__isnull=True).exists()
+
+
+@pytest.mark.usefixtures("demo", "no_wakeups")
+def test_an_event_that_keeps_failing_is_tried_less_often() -> None:
+    row = unknown_event(unique("pm-"))
+
+    assert tracking_catch_up() == 0
+    assert waiting(row) == (1, True, False)  # tried again at the next run...
+    assert tracking_catch_up() == 0
+    assert waiting(row) == (2, True, False)
+    tracking_catch_up()
+    assert waiting(row) == (2, True, False)  # ...then not before its gap has passed
+    assert catch_up_gap(1) < catch_up_gap(2) < catch_up_gap(5) < catch_up_gap(7) \
+        == catch_up_gap(30) == timedelta(hours=1)
+
+    TrackingEvent.objects.filter(pk=row.pk).update(catch_up_at=timezone.now())
+    assert tracking_catch_up() == 0
+    assert waiting(row) == (3, True, False)
+
+
+@pytest.mark.usefixtures("demo", "no_wakeups")
+def test_an_event_unmatched_for_a_day_is_given_up_and_kept() -> None:
+    provider_id = unique("pm-")
+    row = unknown_event(provider_id)
+    TrackingEvent.objects.filter(pk=row.pk).update(
+        received_at=timezone.now() - timedelta(hours=23, minutes=59))
+
+    tracking_catch_up()
+    assert waiting(row) == (1, True, False)
+    tracking_catch_up()  # its next try would come after CATCH_UP_HOURS
+    assert waiting(row) == (2, False, False)
+
+    message = sent(provider_id=provider_id)
+    assert tracking_catch_up() == 0  # given up: not tried again
+    assert waiting(row) == (2, False, False)
+    message.refresh_from_db()
+    assert message.status == Status.SENT
+    assert TrackingEvent.objects.filter(pk=row.pk, message__isnull=True).exists()  # kept

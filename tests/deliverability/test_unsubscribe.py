@@ -192,6 +192,26 @@ def test_a_transactional_email_carries_no_unsubscribe_header_or_link(
         assert "/u/" not in sent.body and "/u/" not in sent.alternatives[0][0]
 
 
+def test_an_exempt_event_type_on_the_bulk_lane_offers_no_unsubscribe(
+    outbox: list[EmailMessage],
+) -> None:
+    """The suppression rule ignores unsubscribes for an exempt event type: a header or footer
+    link would say "Unsubscribed" while the mail kept coming."""
+    news = EventType.objects.get(key="marketing.newsletter")
+    news.unsubscribe_exempt = True
+    news.save()  # as the admin does: the lookups cache forgets the event type
+    notify(event="marketing.newsletter", to="ann@example.com", data=NEWS)
+
+    drain_lane("bulk", budget=5.0)
+
+    [sent] = outbox
+    headers = sent_headers(sent)
+    assert headers["List-Unsubscribe"] is None and headers["List-Unsubscribe-Post"] is None
+    html = sent.alternatives[0][0]
+    assert "/u/" not in html and "Unsubscribe" not in html and "/u/" not in sent.body
+    assert sent.subject == "June news" and "Things happened." in html  # still mailed
+
+
 def test_the_newsletter_footer_links_to_the_same_page_as_the_header(
     outbox: list[EmailMessage],
 ) -> None:
