@@ -24,7 +24,7 @@ def queue_recent(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('notifications', '0014_metric_totals'),
+        ('notifications', '0016_metric_totals'),
     ]
 
     operations = [
