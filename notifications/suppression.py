@@ -20,6 +20,7 @@ deactivates it; the row stays as history. Operators' changes are audited.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from notifications import lookups, transitions
+from notifications import events, lookups, totals, transitions
 from notifications.audit import audit_record
 from notifications.models import (
     AuditAction,
@@ -151,18 +152,32 @@ def stop_suppressed(messages: Sequence[Message], *, claimed: bool) -> list[Messa
             by_row.setdefault((message.lease_token if claimed else None, row.pk, message.lane),
                               []).append(message)
     moved: dict[str, int] = {}
+    counts: Counter[totals.Key] = Counter()
+    logged: list[tuple[str, dict[str, Any]]] = []
     rows = {row.pk: row for row in stopped.values()}
     for (token, row_pk, lane), group in by_row.items():
         count = transitions.suppress([m.pk for m in group], suppression_id=row_pk,
                                      reason=describe(rows[row_pk]), token=token)
         moved[lane] = moved.get(lane, 0) + count
+        counts[(lane, "", "suppressed", rows[row_pk].reason)] += count
         if count:
             for message in group:
                 message.status = Status.SUPPRESSED
                 message.suppressed_by_id = row_pk
+                logged.append(("message.suppressed", {
+                    "message_id": message.pk, "lane": lane, "provider": "",
+                    "outcome": "suppressed", "reason": rows[row_pk].reason,
+                    "scope": rows[row_pk].scope}))
     now = timezone.now()
-    for lane, count in moved.items():
+    # The totals, then each lane's rollup row in lane order: every writer takes these hot rows'
+    # locks in the same order (notifications/totals.py), so two never deadlock.
+    totals.add(counts)
+    for lane, count in sorted(moved.items()):
         rollup_add(lane=lane, at=now, suppressed=count)
+    if connection.in_atomic_block:
+        transaction.on_commit(lambda: events.emit_all(logged))
+    else:
+        events.emit_all(logged)
     return [m for m in messages if m.pk not in stopped]
 
 

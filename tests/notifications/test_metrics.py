@@ -251,3 +251,30 @@ def test_a_bad_log_format_refuses_to_start(tmp_path: Any) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "LOG_FORMAT must be text or json, got 'yaml'" in done.stderr
+
+
+def test_suppressions_are_counted_by_lane_and_reason_and_logged(
+    client: Client, caplog: Any, django_capture_on_commit_callbacks: Any,
+) -> None:
+    from notifications.services import notify_many
+    from notifications.suppression import suppress
+
+    suppress(email="gone@example.com", reason="hard_bounce", source="test")
+    with caplog.at_level("INFO", logger="notifications.events"), \
+            django_capture_on_commit_callbacks(execute=True):
+        made = notify_many([
+            {"event": "order.placed", "to": "gone@example.com", "data": ORDER},
+            {"event": "marketing.newsletter", "to": "gone@example.com",
+             "data": {"headline": "Hi", "body": "News"}},
+            {"event": "order.placed", "to": "fine@example.com", "data": ORDER},
+        ])
+
+    messages = [Message.objects.get(pk=q.message.pk) for q in made]
+    assert [m.status for m in messages] == [Status.SUPPRESSED, Status.SUPPRESSED, Status.PENDING]
+    samples = scrape(client)
+    for lane in ("transactional", "bulk"):
+        assert value(samples, "notify_suppressed_total", lane=lane, provider="",
+                     reason="hard_bounce") == 1
+    logged = [r for r in caplog.records if r.msg == "message.suppressed"]
+    assert sorted(r.message_id for r in logged) == sorted(m.pk for m in messages[:2])
+    assert {r.reason for r in logged} == {"hard_bounce"}
