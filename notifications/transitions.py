@@ -42,7 +42,7 @@ TRANSITIONS: dict[str, Transition] = {
     "mark_sent": Transition((Status.PROCESSING,), Status.SENT, "provider accepted"),
     "schedule_retry": Transition(
         (Status.PROCESSING,), Status.RETRY,
-        "transient/unknown error, attempts left (backoff; unknown pins the provider)"
+        "transient/unknown error, attempts left (backoff, and unknown pins the provider)"
     ),
     "release": Transition(
         (Status.PROCESSING,), Status.RETRY,
@@ -60,14 +60,14 @@ TRANSITIONS: dict[str, Transition] = {
     "discard": Transition((Status.DEAD,), Status.CANCELLED,
                           "operator discards from DLQ (dead_reason kept as history)"),
     "suppress": Transition((Status.PENDING, Status.RETRY, Status.PROCESSING), Status.SUPPRESSED,
-                           "recipient on the suppression list (at ingest or claim; never sent)"),
+                           "recipient on the suppression list (at ingest or claim, never sent)"),
     # What the ESP's tracking webhooks report later (notifications/tracking.py). Precedence:
     # sent < delivered < bounced soft < bounced hard < complained; nothing moves down.
-    "deliver": Transition((Status.SENT,), Status.DELIVERED, "webhook: delivered"),
+    "deliver": Transition((Status.SENT,), Status.DELIVERED, "webhook reports delivered"),
     "bounce": Transition((Status.SENT, Status.DELIVERED, Status.BOUNCED), Status.BOUNCED,
-                         "webhook: bounced (soft, or hard; a soft one may turn hard)"),
+                         "webhook reports a bounce (soft or hard, a soft one may turn hard)"),
     "complain": Transition((Status.SENT, Status.DELIVERED, Status.BOUNCED), Status.COMPLAINED,
-                           "webhook: marked as spam"),
+                           "webhook reports a spam complaint"),
 }
 
 LEASE_LOST = "worker lost while sending (lease expired); the email may have been sent"
@@ -302,7 +302,11 @@ def complain(pk: int) -> int:
 
 
 def mermaid_diagram() -> str:
-    """The state diagram of TRANSITIONS in Mermaid syntax."""
+    """The state diagram of TRANSITIONS in Mermaid syntax (docs/architecture.md, section 3).
+
+    A label holds no colon and no semicolon: Mermaid reads `a --> b: label` up to the end of the
+    line, but older renderers reject a second colon, and a semicolon ends a statement in several
+    of its grammars (tests/dlq/test_transitions.py checks it)."""
     lines = ["stateDiagram-v2", f"    [*] --> {Status.PENDING.value}: notify()"]
     for name, transition in TRANSITIONS.items():
         for source in transition.sources:
