@@ -8,8 +8,9 @@ hierarchy (it reads every row's date), searches matched exactly on what the term
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -24,6 +25,7 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
+    HttpResponseBase,
     HttpResponseNotAllowed,
     HttpResponseRedirect,
     JsonResponse,
@@ -35,6 +37,7 @@ from django.utils.dateparse import parse_date
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.http import urlencode
+from django.utils.safestring import SafeString
 
 from notifications.content import message_render
 from notifications.dashboard import chart_svg, snapshot, snapshot_json
@@ -80,7 +83,7 @@ class EstimatingPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        queryset = self.object_list
+        queryset = cast(QuerySet[Any], self.object_list)  # the changelist pages a queryset
         if not queryset.query.where:
             estimate = table_estimate(queryset.model, queryset.db)
             if estimate is not None and estimate > ESTIMATE_ABOVE:
@@ -105,7 +108,7 @@ class CreatedRangeFilter(admin.FieldListFilter):
         super().__init__(field, request, params, model, model_admin, field_path)
         self.title = f"{self.title} (range)"
 
-    def expected_parameters(self) -> list[str]:
+    def expected_parameters(self) -> list[str | None]:
         return [self.param_from, self.param_to]
 
     def _day(self, name: str) -> Any:
@@ -134,7 +137,7 @@ class CreatedRangeFilter(admin.FieldListFilter):
                 **{f"{self.field_path}__lt": self._start(end + timedelta(days=1))})
         return queryset
 
-    def choices(self, changelist: ChangeList) -> list[dict[str, Any]]:
+    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:  # type: ignore[override]
         def one(name: str) -> str:
             value = self.used_parameters.get(name, "")
             return str(value[-1] if isinstance(value, list) and value else value or "")
@@ -143,12 +146,12 @@ class CreatedRangeFilter(admin.FieldListFilter):
                 if k not in (self.param_from, self.param_to)]
         if changelist.query:
             keep.append(("q", changelist.query))
-        return [{
+        yield {
             "param_from": self.param_from, "param_to": self.param_to,
             "value_from": one(self.param_from), "value_to": one(self.param_to),
             "keep": [(k, v[-1] if isinstance(v, list) else v) for k, v in keep],
             "clear_url": changelist.get_query_string(remove=[self.param_from, self.param_to]),
-        }]
+        }
 
 
 class DeliveryAttemptInline(admin.TabularInline):
@@ -173,7 +176,9 @@ class NewestTrackingFormSet(BaseInlineFormSet):
         if not hasattr(self, "_queryset") and self.instance.pk is not None:
             newest = TrackingEvent.objects.filter(message_id=self.instance.pk).order_by(
                 EVENT_TIME.desc(), "-received_at", "-id").values("pk")[:HISTORY_SHOWN]
-            self.queryset = self.queryset.filter(pk__in=newest)
+            base: QuerySet[Any] = (self.queryset if self.queryset is not None
+                                   else TrackingEvent.objects.all())
+            self.queryset = base.filter(pk__in=newest)
         return super().get_queryset()
 
 
@@ -305,7 +310,7 @@ class MessageAdmin(ReasonConfirmMixin, admin.ModelAdmin):
     def has_pause_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("notifications.pause_lane")
 
-    def action_checkbox(self, obj: Message) -> str:
+    def action_checkbox(self, obj: Message) -> SafeString:
         """Django's checkbox, written directly: rendering a widget template per row was a
         third of the changelist's time."""
         return format_html('<input type="checkbox" name="{}" value="{}" class="action-select" '
@@ -361,6 +366,8 @@ class MessageAdmin(ReasonConfirmMixin, admin.ModelAdmin):
             return "-" if obj.status != Status.SUPPRESSED else \
                 "- (the entry is gone; see the last error)"
         row = obj.suppressed_by
+        if row is None:
+            return "-"
         url = reverse("admin:notifications_suppression_change", args=[row.pk])
         state = "" if row.active else " (removed since)"
         return format_html('<a href="{}">{}: {} ({})</a>{}', url, row.email,
@@ -508,7 +515,7 @@ class MessageAdmin(ReasonConfirmMixin, admin.ModelAdmin):
                      "provider", "provider_message_id", "created_at", "next_attempt_at",
                      "sent_at")
 
-    def export_view(self, request: HttpRequest) -> HttpResponse:
+    def export_view(self, request: HttpRequest) -> HttpResponseBase:
         """The changelist's filtered (and searched) rows as CSV, all of them, streamed."""
         self._require_view(request)
         try:

@@ -30,6 +30,7 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
+    HttpResponseBase,
     HttpResponseRedirect,
 )
 from django.template.response import TemplateResponse
@@ -99,7 +100,9 @@ class SuppressionAddForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["scope"].choices = _scope_choices()
+        scope = self.fields["scope"]
+        if isinstance(scope, forms.ChoiceField):
+            scope.choices = _scope_choices()
 
     def clean_email(self) -> str:
         try:
@@ -300,7 +303,7 @@ class SuppressionAdmin(ReasonConfirmMixin, admin.ModelAdmin):
     EXPORT_FIELDS = ("email", "scope", "reason", "active", "source", "note", "message_id",
                      "created_at", "updated_at")
 
-    def export_view(self, request: HttpRequest) -> HttpResponse:
+    def export_view(self, request: HttpRequest) -> HttpResponseBase:
         """The changelist's filtered (and searched) rows as CSV, streamed; formula-safe
         (notifications/exports.py). Imports again as it is (columns found by the header)."""
         if not self.has_view_permission(request):
@@ -328,8 +331,8 @@ class EspFilter(admin.SimpleListFilter):
         recent = TrackingEvent.objects.order_by("-received_at").values_list(
             "esp", flat=True)[:self.RECENT]
         names = set(recent)
-        if self.value():
-            names.add(self.value())
+        if chosen := self.value():
+            names.add(chosen)
         return [(n, n) for n in sorted(names)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:

@@ -202,8 +202,8 @@ def suppress(*, email: str, reason: SuppressionReason | str, scope: str = "", so
     with transaction.atomic(savepoint=False):
         pk = _insert_new(email=email, scope=scope, reason=reason, source=source[:200],
                          message_id=message_id, note=note)
-        row = Suppression.objects.select_for_update().get(
-            **({"pk": pk} if pk else {"email": email, "scope": scope}))
+        lookup: dict[str, Any] = {"pk": pk} if pk else {"email": email, "scope": scope}
+        row = Suppression.objects.select_for_update().get(**lookup)
         changed = pk is not None
         if not changed and (not row.active or stronger(reason, row.reason)):
             row.active, row.reason, row.source = True, reason, source[:200]

@@ -56,7 +56,9 @@ class EventInputSerializer(serializers.Serializer):
     event = serializers.CharField(max_length=EVENT_MAX,
                                   help_text="Event type key, e.g. order.placed")
     to = RecipientField()
-    data = serializers.DictField(required=False, default=dict, help_text="Event data (object).")
+    # The API field is named `data` (shadowing Serializer.data: this class only documents it).
+    data = serializers.DictField(  # type: ignore[assignment]
+        required=False, default=dict, help_text="Event data (object).")
     locale = serializers.RegexField(LOCALE_RE, max_length=LOCALE_MAX, required=False,
                                     allow_null=True)
     send_at = serializers.DateTimeField(
