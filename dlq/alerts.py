@@ -7,7 +7,9 @@ Conditions (thresholds in NOTIFY_ALERTS; 0 turns one off):
 - `oldest_due:<lane>`: the lane's oldest due message has waited more than OLDEST_DUE_SECONDS (not
   while the lane is paused: an operator stopped it on purpose);
 - `heartbeat:<lane>`: the lane's cluster has not run a task for HEARTBEAT_SECONDS;
-- `reputation:<lane>[:<provider>]:bounces|complaints`: a hard-bounce or complaint rate past
+- `reputation:<lane>:bounces|complaints` (one provider) or
+  `reputation:<lane>:<provider>:bounces|complaints` (several: each judged alone, the lane's sum
+  not, so one condition is one alert): a hard-bounce or complaint rate past
   NOTIFY_DELIVERABILITY's thresholds, from the rates the minute check stored just before
   (notifications/reputation.py, whose guard has paused the bulk lane by then: the text says
   whether the lane is paused). Stored rates, not computed here: the check reads what the guard

@@ -13,6 +13,14 @@ COMPLAINT_RATE (fractions; 0 turns that check off) over at least MIN_VOLUME acce
 - dlq/alerts.py alerts operators once per breach (`Breach.key`) and says "resolved" when it
   clears.
 
+What is judged (`breaches`): with one provider, each lane's rates (they are that provider's);
+with several, each lane's rates per provider only. A provider judges the account it holds on the
+mail sent through it, so that is the rate that gets an account suspended; the lane's sum over the
+providers is shown on the dashboard but not judged, or one burst of bounces through one provider
+would raise two alerts (`reputation:bulk:bounces` and `reputation:bulk:primary:bounces`) and two
+pause reasons for one condition. (A lane whose sends are spread so thin that no provider reaches
+MIN_VOLUME is then not judged: no provider has enough of its mail to judge it either.)
+
 Computed once a minute: dlq.tasks.minute_check calls `rates_refresh`, which computes the rates,
 stores them (ReputationRate rows: without Redis the Django cache is per process and would not
 reach the web processes) and hands them to `guard`. The alerts and the dashboard read the stored
@@ -115,7 +123,9 @@ class Breach:
 
     @property
     def key(self) -> str:
-        """The alert's key (dlq.models.AlertState): one alert per lane, provider and kind."""
+        """The alert's key (dlq.models.AlertState): one per judged rate (see the module doc)
+        and kind: `reputation:<lane>:<kind>` with one provider, `reputation:<lane>:<provider>:
+        <kind>` with several."""
         where = f"{self.rate.lane}:{self.rate.provider}" if self.rate.provider else self.rate.lane
         return f"reputation:{where}:{self.kind}"
 
@@ -290,11 +300,13 @@ def rates_stored() -> Stored:
 
 
 def breaches(found: list[Rate]) -> list[Breach]:
-    """The rates past an enabled threshold (0 = off) with at least MIN_VOLUME sent."""
+    """The judged rates (see the module doc: with several providers the lane's own row is not)
+    past an enabled threshold (0 = off) with at least MIN_VOLUME sent."""
     conf = settings.NOTIFY_DELIVERABILITY
+    split = {rate.lane for rate in found if rate.provider}  # judged per provider
     out: list[Breach] = []
     for rate in found:
-        if rate.sent < conf["MIN_VOLUME"]:
+        if rate.sent < conf["MIN_VOLUME"] or (not rate.provider and rate.lane in split):
             continue
         if conf["BOUNCE_RATE"] > 0 and rate.bounce_rate > conf["BOUNCE_RATE"]:
             out.append(Breach(rate, BOUNCES, rate.bounce_rate, conf["BOUNCE_RATE"]))
@@ -304,8 +316,8 @@ def breaches(found: list[Rate]) -> list[Breach]:
 
 
 def guard(now: datetime | None = None, *, found: list[Rate] | None = None) -> list[str]:
-    """Pause each lane in PAUSES whose rates (its own or one provider's) are past a threshold
-    (`found`, else computed now). Returns what it did, e.g.
+    """Pause each lane in PAUSES whose judged rates are past a threshold (`found`, else
+    computed now). Returns what it did, e.g.
     ["paused bulk: bounce rate 5.2% > 4.0% over 24 h (1,234 sent)"].
 
     Run every minute by dlq.tasks.minute_check on the rates it has just stored, before the alert

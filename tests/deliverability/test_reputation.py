@@ -323,6 +323,24 @@ def test_one_providers_rate_pauses_bulk_when_the_lanes_does_not(settings: Any,
 
 
 @pytest.mark.usefixtures("two_providers")
+def test_one_condition_is_one_alert_with_several_providers(outbox: list[Any]) -> None:
+    """The lane's sum (5%) and the primary's own rate (10%) are both past 4%: one condition,
+    judged per provider, so one alert and one pause reason."""
+    sent("bulk", 100, provider="primary")
+    sent("bulk", 100, provider="secondary")
+    tracked("bulk", 10, provider="primary")
+
+    minute_check()
+    minute_check()
+
+    assert alert_subjects(outbox) == ["[notifications] ALERT reputation:bulk:primary:bounces"]
+    assert LaneState.objects.get(lane="bulk").pause_reason == (
+        "bounce rate via primary 10.0% > 4.0% over 24 h (100 sent)")
+    assert list(AlertState.objects.values_list("key", flat=True)) == [
+        "reputation:bulk:primary:bounces"]
+
+
+@pytest.mark.usefixtures("two_providers")
 def test_a_providers_volume_comes_from_the_rollup_not_the_attempts() -> None:
     sent("bulk", 1_000, provider="primary")
     sent("bulk", 300, provider="secondary", ago=timedelta(minutes=3))
