@@ -7,9 +7,13 @@ Conditions (thresholds in NOTIFY_ALERTS; 0 turns one off):
 - `oldest_due:<lane>`: the lane's oldest due message has waited more than OLDEST_DUE_SECONDS (not
   while the lane is paused: an operator stopped it on purpose);
 - `heartbeat:<lane>`: the lane's cluster has not run a task for HEARTBEAT_SECONDS;
-- `reputation:<lane>[:<provider>]:bounces|complaints`: a hard-bounce or complaint rate past
-  NOTIFY_DELIVERABILITY's thresholds (notifications/reputation.py, whose guard has paused the bulk
-  lane by then: the text says whether the lane is paused).
+- `reputation:<lane>:bounces|complaints` (one provider) or
+  `reputation:<lane>:<provider>:bounces|complaints` (several: each judged alone, the lane's sum
+  not, so one condition is one alert): a hard-bounce or complaint rate past
+  NOTIFY_DELIVERABILITY's thresholds, from the rates the minute check stored just before
+  (notifications/reputation.py, whose guard has paused the bulk lane by then: the text says
+  whether the lane is paused). Stored rates, not computed here: the check reads what the guard
+  acted on, and the rates' queries run once a minute whoever reads them.
 
 Each condition alerts once when it starts (an AlertState row is created) and once more,
 "resolved", when it clears (the row is deleted). The row's insert or delete is what decides, so
@@ -91,7 +95,7 @@ def firing_conditions(now: datetime | None = None) -> list[Condition]:
                     f"heartbeat:{lane}",
                     f"Lane {lane}: its cluster is not beating ({seen}; threshold "
                     f"{conf['HEARTBEAT_SECONDS']} s)."))
-    for breach in reputation.breaches(reputation.rates(now)):
+    for breach in reputation.breaches(reputation.rates_stored().rates):
         state = states.get(breach.rate.lane)
         firing.append(Condition(breach.key, breach.alert(paused=bool(state and state.paused))))
     return firing

@@ -17,14 +17,16 @@ def operation_run(operation_id: int) -> None:
 
 
 def minute_check() -> None:
-    """Every minute: pause the bulk lane if its bounce or complaint rates are past the
-    thresholds, alert on what needs an operator, resume operations whose worker died, and apply
-    tracking events that came before their message was matched or recorded as sent.
+    """Every minute: compute and store the reputation rates, pause the bulk lane if they are past
+    the thresholds, alert on what needs an operator, resume operations whose worker died, and
+    apply tracking events that came before their message was matched or recorded as sent.
 
-    The guard runs before the alerts so a reputation alert can say the lane is paused; a failure
-    in it is logged and does not stop the alerts (which report the same breach)."""
+    The rates are computed here only: the guard gets them, the alerts and the dashboard read the
+    stored rows. The guard runs before the alerts so a reputation alert can say the lane is
+    paused; a failure in either is logged and does not stop the alerts (which then report the
+    rates stored last)."""
     try:
-        reputation.guard()
+        reputation.guard(found=reputation.rates_refresh())
     except Exception:
         logger.exception("the reputation guard failed")
     alerts.alerts_check()

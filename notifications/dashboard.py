@@ -6,7 +6,9 @@ The page renders a snapshot and its inline script refreshes the same snapshot as
 
 Deliverability: what the ESPs' tracking webhooks said in the last day (delivered, bounced,
 complained), counted through tracking_lane_type_idx, and the events no message matched (through
-the small unapplied index), capped like the lanes' history counts.
+the small unapplied index), capped like the lanes' history counts. The reputation rates are the
+ones the minute check stored (notifications.reputation.rates_stored), shown with their age: a
+refresh never computes them.
 
 Clusters, with any broker: per lane, whether it is served (its heartbeat, LaneState.heartbeat_at,
 written by every drain and every sweep, at least every NOTIFY_SWEEP_MINUTES; what the alert and
@@ -33,8 +35,7 @@ from notifications.clusters import ClusterView, cluster_views
 from notifications.flow import provider_states
 from notifications.models import TrackingEvent
 from notifications.providers import configured
-from notifications.reputation import BOUNCES, COMPLAINTS, Rate, breaches
-from notifications.reputation import rates as reputation_rates
+from notifications.reputation import BOUNCES, COMPLAINTS, Rate, breaches, rates_stored
 from notifications.selectors import (
     CHART_MINUTES,
     LaneDashboard,
@@ -88,11 +89,16 @@ class Deliverability:
     complained: Tally
     unknown: Tally  # no message matched (yet): kept, retried by tracking_catch_up
     # The reputation guard's view (notifications/reputation.py): per lane, and per provider
-    # when several are configured, with the thresholds it pauses the bulk lane at.
+    # when several are configured, with the thresholds it pauses the bulk lane at, as the
+    # minute check last computed them (at `rates_at`; None: not yet).
     rates: list[RateRow]
+    rates_at: datetime | None
     bounce_threshold: float
     complaint_threshold: float
     min_volume: int
+
+    # Seconds between `rates_at` and the snapshot (the age the page shows).
+    rates_age_seconds: float | None = None
 
     @property
     def bounce_threshold_percent(self) -> float:
@@ -115,8 +121,7 @@ class RateRow:
     complaint_over: bool
 
 
-def _rate_rows(now: datetime) -> list[RateRow]:
-    found = reputation_rates(now)
+def _rate_rows(found: list[Rate]) -> list[RateRow]:
     over = {(b.rate.lane, b.rate.provider, b.kind) for b in breaches(found)}
     return [RateRow(r, r.bounce_rate * 100, r.complaint_rate * 100,
                     (r.lane, r.provider, BOUNCES) in over, (r.lane, r.provider, COMPLAINTS) in over)
@@ -218,10 +223,14 @@ def deliverability(*, now: datetime) -> Deliverability:
     # unapplied events holds them all: a few rows, not the day's traffic.
     unknown = TrackingEvent.objects.filter(applied=False, message__isnull=True,
                                            received_at__gte=since)
+    stored = rates_stored()
+    age = (now - stored.computed_at).total_seconds() if stored.computed_at else None
     return Deliverability(delivered=tally(recent.filter(event_type="delivered")),
                           bounced=tally(recent.filter(event_type="bounced")),
                           complained=tally(recent.filter(event_type="complained")),
-                          unknown=tally(unknown), rates=_rate_rows(now),
+                          unknown=tally(unknown), rates=_rate_rows(stored.rates),
+                          rates_at=stored.computed_at,
+                          rates_age_seconds=None if age is None else round(max(age, 0.0), 1),
                           bounce_threshold=conf["BOUNCE_RATE"],
                           complaint_threshold=conf["COMPLAINT_RATE"],
                           min_volume=conf["MIN_VOLUME"])
@@ -315,9 +324,11 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
         "deliverability": {
             **{name: getattr(snap.deliverability, name).as_json()
                for name in ("delivered", "bounced", "complained", "unknown")},
+            "rates_at": _iso(snap.deliverability.rates_at),
+            "rates_age_seconds": snap.deliverability.rates_age_seconds,
             "rates": [
                 {"lane": row.rate.lane, "provider": row.rate.provider, "sent": row.rate.sent,
-                 "capped": row.rate.capped, "hard_bounces": row.rate.hard_bounces,
+                 "hard_bounces": row.rate.hard_bounces,
                  "complaints": row.rate.complaints, "bounce_rate": row.rate.bounce_rate,
                  "complaint_rate": row.rate.complaint_rate, "bounce_over": row.bounce_over,
                  "complaint_over": row.complaint_over,

@@ -259,15 +259,19 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
             sent_by.setdefault(o.provider, []).append(o)
     attempt_rows = []
     counts: Counter[totals.Key] = Counter()
+    # The rollup's counts per provider: (provider, "sent" | "failed" | "dead").
+    rolled: Counter[tuple[str, str]] = Counter()
     logged: list[tuple[str, dict[str, Any]]] = []
     log = events.enabled()
     with transaction.atomic():
         for provider, sent in sent_by.items():
-            report.sent += transitions.mark_sent(
+            marked = transitions.mark_sent(
                 [o.message.pk for o in sent], token=token, provider=provider,
                 provider_ids={o.message.pk: o.result.provider_message_id for o in sent
                               if o.result.provider_message_id != message_id_for(o.message.pk)},
             )
+            report.sent += marked
+            rolled[(provider, "sent")] += marked
         lane = outcomes[0].message.lane  # one claim is one lane
         for outcome in outcomes:
             message, result, provider = outcome.message, outcome.result, outcome.provider
@@ -276,8 +280,10 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
                 moved = _record_failure(message, result, token, now, report, provider)
                 if moved == RETRIED:
                     counts[(lane, provider, "retried", "")] += 1
+                    rolled[(provider, "failed")] += 1
                 elif moved:
                     counts[(lane, provider, "dead", moved)] += 1
+                    rolled[(provider, "dead")] += 1
             else:
                 moved = "sent"
                 counts[(lane, provider, "sent", "")] += 1
@@ -299,10 +305,13 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
                 )
             )
         DeliveryAttempt.objects.bulk_create(attempt_rows)
-        # Last in the transaction: the totals' and the rollup row's locks are then held only
-        # for the commit (always in this order, so two drains never deadlock on them).
+        # Last in the transaction: the totals' and the rollup rows' locks are then held only
+        # for the commit (always in this order, providers by name, so two drains never
+        # deadlock on them).
         totals.add(counts)
-        rollup_add(lane=lane, at=now, sent=report.sent, failed=report.retried, dead=report.dead)
+        for provider in sorted({p for p, _ in rolled}):
+            rollup_add(lane=lane, at=now, provider=provider, sent=rolled[(provider, "sent")],
+                       failed=rolled[(provider, "failed")], dead=rolled[(provider, "dead")])
     if log:  # committed
         events.emit_all(logged)
         events.emit("drain.chunk", lane=lane, providers=",".join(sorted(

@@ -261,13 +261,6 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ["message", "number", "id"]
-        indexes = [
-            # The reputation guard's volume per provider (notifications/reputation.py, read only
-            # with several providers): one provider's sends in a time window. Partial, so the
-            # failed tries never enter it.
-            models.Index(fields=["provider", "started_at"], condition=models.Q(outcome="sent"),
-                         name="attempt_sent_provider_idx"),
-        ]
 
     def __str__(self) -> str:
         return f"attempt {self.number} of #{self.message_id}: {self.outcome}"
@@ -323,11 +316,17 @@ class ClusterWorker(models.Model):
 
 
 class LaneMinute(models.Model):
-    """Per lane and minute: how many sends the drains recorded, by outcome (a small rollup the
-    dashboard charts and counts from, so it never counts the Message table)."""
+    """Per lane, minute and provider: how many sends the drains recorded, by outcome (a small
+    rollup the dashboard charts and counts from, so it never counts the Message table, and the
+    reputation guard's volume per provider, so it never counts the attempts). A lane's figures
+    are the sum of its rows over the providers."""
 
     lane = models.CharField(max_length=20, choices=Lane.choices)
     minute = models.DateTimeField(help_text="Start of the minute (UTC).")
+    provider = models.CharField(
+        max_length=40, blank=True, default="", db_default="",
+        help_text="Where the sends went; empty for outcomes with no provider (render failures, "
+                  "expired leases, suppressions) and for rows written before migration 0015.")
     sent = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0, help_text="Transient or unknown: retried.")
     dead = models.PositiveIntegerField(default=0, help_text="Moved to the DLQ.")
@@ -335,12 +334,41 @@ class LaneMinute(models.Model):
                                              help_text="Stopped by suppressions.")
 
     class Meta:
-        ordering = ["-minute", "lane"]
+        ordering = ["-minute", "lane", "provider"]
         constraints = [
-            models.UniqueConstraint(fields=["lane", "minute"], name="one_row_per_lane_minute")]
+            # The rollup's upsert key (ON CONFLICT): lane and minute first, for the dashboard's
+            # and the guard's scans of a lane's last minutes.
+            models.UniqueConstraint(fields=["lane", "minute", "provider"],
+                                    name="one_row_per_lane_minute_provider")]
 
     def __str__(self) -> str:
-        return f"{self.lane} {self.minute:%H:%M}"
+        via = f" via {self.provider}" if self.provider else ""
+        return f"{self.lane} {self.minute:%H:%M}{via}"
+
+
+class ReputationRate(models.Model):
+    """The reputation guard's rates as the minute check last computed them
+    (notifications/reputation.py): one row per lane (provider "") and, with several providers,
+    per lane and provider. The alerts and the dashboard read these rows, so the rates are
+    computed once a minute, not once per reader (the Django cache is per process without Redis,
+    so it cannot hold them)."""
+
+    lane = models.CharField(max_length=20)
+    provider = models.CharField(max_length=40, blank=True, default="")
+    sent = models.PositiveIntegerField(default=0)
+    hard_bounces = models.PositiveIntegerField(default=0)
+    complaints = models.PositiveIntegerField(default=0)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["lane", "provider"],
+                                               name="one_reputation_rate")]
+
+    def __str__(self) -> str:
+        via = f" via {self.provider}" if self.provider else ""
+        return f"{self.lane}{via}: {self.hard_bounces}/{self.complaints} of {self.sent}"
 
 
 class ProviderRate(models.Model):

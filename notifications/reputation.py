@@ -10,8 +10,22 @@ COMPLAINT_RATE (fractions; 0 turns that check off) over at least MIN_VOLUME acce
   GUARD_USER, the reason saying rate, threshold, window and volume); it never resumes itself:
   an operator fixes the cause and resumes it;
 - the transactional lane is never paused (its mail is what the account is kept healthy for);
-- dlq/alerts.py alerts operators once per breach (`reputation:<lane>[:<provider>]:<kind>`) and
-  says "resolved" when it clears.
+- dlq/alerts.py alerts operators once per breach (`Breach.key`) and says "resolved" when it
+  clears.
+
+What is judged (`breaches`): with one provider, each lane's rates (they are that provider's);
+with several, each lane's rates per provider only. A provider judges the account it holds on the
+mail sent through it, so that is the rate that gets an account suspended; the lane's sum over the
+providers is shown on the dashboard but not judged, or one burst of bounces through one provider
+would raise two alerts (`reputation:bulk:bounces` and `reputation:bulk:primary:bounces`) and two
+pause reasons for one condition. (A lane whose sends are spread so thin that no provider reaches
+MIN_VOLUME is then not judged: no provider has enough of its mail to judge it either.)
+
+Computed once a minute: dlq.tasks.minute_check calls `rates_refresh`, which computes the rates,
+stores them (ReputationRate rows: without Redis the Django cache is per process and would not
+reach the web processes) and hands them to `guard`. The alerts and the dashboard read the stored
+rows (`rates_stored`, with the time they were computed), so a dashboard refreshing every few
+seconds in every open browser costs one small read, not the rates' queries.
 
 The window, per lane:
 
@@ -24,46 +38,43 @@ The window, per lane:
    the lane stays stopped. Events that arrive during the pause still count.
 
 Denominator: emails the provider accepted in the window, from the drains' rollup (LaneMinute,
-minutes that start in it). Numerators: distinct messages with a hard bounce (soft ones are
-temporary and do not count; a "rejected" event for a known-bad address is recorded as hard)
-and with a complaint, from TrackingEvent (index tracking_lane_type_idx), received in the window.
+minutes that start in it), per provider from the rollup's provider column; the lane's is the sum
+over its rows. Numerators: distinct messages with a hard bounce (soft ones are temporary and do
+not count; a "rejected" event for a known-bad address is recorded as hard) and with a complaint,
+from TrackingEvent (index tracking_lane_type_idx), received in the window, per provider by the
+message's provider (Message.provider, set with the send the rollup counted).
 
-Per provider (only when notifications.providers.configured() lists several; one provider's
-rates are its lane's): numerators by the message's provider; the denominator counts
-DeliveryAttempt rows sent through it (partial index attempt_sent_provider_idx), but only as far
-as a decision needs (`_cap`): a provider's rate can pass a threshold only while its volume is
-below numerator / threshold, so past that (and MIN_VOLUME) the exact count does not matter and
-is not read. Such a row says `capped`: `sent` is a lower bound and its rates upper bounds, both
-below the thresholds. The per-minute cost is then bounded by the numerators, not the volume.
+Rollup rows from before migration 0015 have no provider (""). While such a row with sends is in
+a lane's window, the per-provider window starts after its minute, like a resume (events only for
+emails sent since): counted from the old rows, each provider's volume would miss its sends from
+before the upgrade while its bounces would not, and the guard would pause on rates that are not
+real. The lane's own rates use every row.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from anymail.signals import EventType as AnymailEventType
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db import transaction
+from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
 from notifications.lanes import lane_pause
 from notifications.models import (
     Bounce,
-    DeliveryAttempt,
     Lane,
     LaneMinute,
     LaneState,
-    Outcome,
+    ReputationRate,
     TrackingEvent,
 )
 from notifications.providers import configured
 from notifications.rollup import minute_of
-from notifications.selectors import capped_count
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +102,6 @@ class Rate:
     complaints: int
     window_start: datetime
     window_end: datetime
-    # True when `sent` was counted only up to what decides (a lower bound: see the module doc).
-    capped: bool = False
 
     @property
     def bounce_rate(self) -> float:
@@ -114,7 +123,9 @@ class Breach:
 
     @property
     def key(self) -> str:
-        """The alert's key (dlq.models.AlertState): one alert per lane, provider and kind."""
+        """The alert's key (dlq.models.AlertState): one per judged rate (see the module doc)
+        and kind: `reputation:<lane>:<kind>` with one provider, `reputation:<lane>:<provider>:
+        <kind>` with several."""
         where = f"{self.rate.lane}:{self.rate.provider}" if self.rate.provider else self.rate.lane
         return f"reputation:{where}:{self.kind}"
 
@@ -170,73 +181,132 @@ def _window(state: LaneState | None, now: datetime, hours: int) -> tuple[datetim
     return start, end, False
 
 
-def _cap(hard_bounces: int, complaints: int, conf: dict[str, Any]) -> int:
-    """How far to count a provider's volume: past this many sends MIN_VOLUME is met and no
-    enabled check can pass (count / sent > threshold needs sent < count / threshold), so
-    counting further cannot change a decision."""
-    cap = conf["MIN_VOLUME"]
-    for count, threshold in ((hard_bounces, conf["BOUNCE_RATE"]),
-                             (complaints, conf["COMPLAINT_RATE"])):
-        if threshold > 0 and count:
-            cap = max(cap, math.ceil(count / threshold))
-    return cap
+def _volume(lane: str, start: datetime, end: datetime) -> dict[str, int]:
+    """Emails accepted in the window, per provider ("" for rows from before migration 0015),
+    from the rollup: the minutes of one lane, through one_row_per_lane_minute_provider."""
+    rows = (LaneMinute.objects.filter(lane=lane, minute__gte=minute_of(start), minute__lte=end)
+            .values("provider").annotate(n=Sum("sent")).order_by())
+    return {row["provider"]: row["n"] or 0 for row in rows}
+
+
+def _counts(lane: str, start: datetime, now: datetime, fresh_only: bool, *,
+            by_provider: bool) -> dict[str, tuple[int, int]]:
+    """(hard bounces, complaints) in the window: distinct messages, per message provider when
+    `by_provider` (else all under "": no join to the Message table)."""
+    events = TrackingEvent.objects.filter(
+        lane=lane, event_type__in=_COUNTED_TYPES, received_at__gte=start, received_at__lte=now)
+    if fresh_only:
+        events = events.filter(message__sent_at__gte=start)
+    tally = {"hard": Count("message_id", distinct=True, filter=Q(bounce=Bounce.HARD)),
+             "complaints": Count("message_id", distinct=True,
+                                 filter=Q(event_type=AnymailEventType.COMPLAINED))}
+    if not by_provider:
+        total = events.aggregate(**tally)
+        return {"": (total["hard"] or 0, total["complaints"] or 0)}
+    counts: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
+    for row in events.values("message__provider").annotate(**tally).order_by():
+        hard, complaints = counts[row["message__provider"] or ""]
+        counts[row["message__provider"] or ""] = (hard + row["hard"],
+                                                  complaints + row["complaints"])
+    return counts
+
+
+def _legacy_until(lane: str, start: datetime, end: datetime) -> datetime | None:
+    """The end of the last minute in the window whose sends the rollup holds without their
+    provider (written before migration 0015), or None."""
+    last = LaneMinute.objects.filter(
+        lane=lane, provider="", sent__gt=0, minute__gte=minute_of(start), minute__lte=end,
+    ).aggregate(m=Max("minute"))["m"]
+    return last + timedelta(minutes=1) if last is not None else None
 
 
 def rates(now: datetime | None = None) -> list[Rate]:
-    """Every lane's rates (provider ""), then, with several providers configured, each lane's
-    per provider. For the guard, the alerts and the dashboard."""
+    """Every lane's rates (provider ""), each followed, with several providers configured, by
+    its rates per provider. Computed by `rates_refresh` once a minute; readers use
+    `rates_stored`."""
     now = now or timezone.now()
     conf = settings.NOTIFY_DELIVERABILITY
     states = {s.lane: s for s in LaneState.objects.all()}
     providers = [p.name for p in configured()]
+    several = len(providers) > 1
     found: list[Rate] = []
     for lane in settings.LANES:
         start, end, fresh_only = _window(states.get(lane), now, conf["WINDOW_HOURS"])
-        sent = LaneMinute.objects.filter(
-            lane=lane, minute__gte=minute_of(start), minute__lte=end,
-        ).aggregate(n=Sum("sent"))["n"] or 0
-        events = TrackingEvent.objects.filter(
-            lane=lane, event_type__in=_COUNTED_TYPES, received_at__gte=start,
-            received_at__lte=now)
-        if fresh_only:
-            events = events.filter(message__sent_at__gte=start)
-        counts: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
-        tally = {"hard": Count("message_id", distinct=True, filter=Q(bounce=Bounce.HARD)),
-                 "complaints": Count("message_id", distinct=True,
-                                     filter=Q(event_type=AnymailEventType.COMPLAINED))}
-        if len(providers) > 1:
-            for row in events.values("message__provider").annotate(**tally).order_by():
-                counts[row["message__provider"] or ""] = (row["hard"], row["complaints"])
-        else:  # one provider: no join to the Message table
-            total = events.aggregate(**tally)
-            counts[""] = (total["hard"] or 0, total["complaints"] or 0)
+        volume = _volume(lane, start, end)
+        counts = _counts(lane, start, now, fresh_only, by_provider=several)
         found.append(Rate(
-            lane=lane, provider="", sent=sent,
+            lane=lane, provider="", sent=sum(volume.values()),
             hard_bounces=sum(h for h, _ in counts.values()),
             complaints=sum(c for _, c in counts.values()), window_start=start, window_end=end))
-        if len(providers) < 2:
+        if not several:
             continue
+        legacy = _legacy_until(lane, start, end)
+        if legacy is not None:  # see the module doc
+            start = min(max(start, legacy), end)
+            volume = _volume(lane, start, end)
+            counts = _counts(lane, start, now, True, by_provider=True)
         for provider in providers:
-            hard, complaints = counts[provider]
-            cap = _cap(hard, complaints, conf)
-            attempts = DeliveryAttempt.objects.filter(
-                provider=provider, outcome=Outcome.SENT, started_at__gte=start,
-                started_at__lte=end, message__lane=lane)
-            counted = capped_count(attempts, cap)
+            hard, complaints = counts.get(provider, (0, 0))
             found.append(Rate(
-                lane=lane, provider=provider,
-                sent=cap + 1 if counted is None else counted,
-                hard_bounces=hard, complaints=complaints, window_start=start, window_end=end,
-                capped=counted is None))
+                lane=lane, provider=provider, sent=volume.get(provider, 0), hard_bounces=hard,
+                complaints=complaints, window_start=start, window_end=end))
     return found
 
 
+def rates_refresh(now: datetime | None = None) -> list[Rate]:
+    """Compute the rates and store them for the alerts and the dashboard; returns them. Run
+    once a minute by dlq.tasks.minute_check.
+
+    An upsert per (lane, provider), then the rows no longer computed (a provider taken out of
+    EMAIL_BACKENDS) are deleted: two checks running at once each leave a complete set, never a
+    unique violation."""
+    now = now or timezone.now()
+    found = rates(now)
+    rows = [ReputationRate(lane=r.lane, provider=r.provider, sent=r.sent,
+                           hard_bounces=r.hard_bounces, complaints=r.complaints,
+                           window_start=r.window_start, window_end=r.window_end,
+                           computed_at=now) for r in found]
+    rows.sort(key=lambda row: (row.lane, row.provider))  # one lock order for every writer
+    with transaction.atomic():
+        ReputationRate.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["lane", "provider"],
+            update_fields=["sent", "hard_bounces", "complaints", "window_start", "window_end",
+                           "computed_at"])
+        ReputationRate.objects.filter(computed_at__lt=now).delete()
+    return found
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The rates as the minute check last stored them, and when it computed them (None: not
+    yet, e.g. before the DLQ cluster's first minute check)."""
+
+    rates: list[Rate]
+    computed_at: datetime | None
+
+
+def rates_stored() -> Stored:
+    """The stored rates, in the order `rates` computes them (lanes as configured, each lane's
+    own row first, then its providers in order of preference)."""
+    lanes = {lane: i for i, lane in enumerate(settings.LANES)}
+    providers = {p.name: i for i, p in enumerate(configured(), start=1)}
+    rows = sorted(ReputationRate.objects.all(), key=lambda r: (
+        lanes.get(r.lane, len(lanes)), 0 if not r.provider else
+        providers.get(r.provider, len(providers) + 1), r.lane, r.provider))
+    found = [Rate(lane=r.lane, provider=r.provider, sent=r.sent, hard_bounces=r.hard_bounces,
+                  complaints=r.complaints, window_start=r.window_start,
+                  window_end=r.window_end) for r in rows]
+    return Stored(found, min((r.computed_at for r in rows), default=None))
+
+
 def breaches(found: list[Rate]) -> list[Breach]:
-    """The rates past an enabled threshold (0 = off) with at least MIN_VOLUME sent."""
+    """The judged rates (see the module doc: with several providers the lane's own row is not)
+    past an enabled threshold (0 = off) with at least MIN_VOLUME sent."""
     conf = settings.NOTIFY_DELIVERABILITY
+    split = {rate.lane for rate in found if rate.provider}  # judged per provider
     out: list[Breach] = []
     for rate in found:
-        if rate.sent < conf["MIN_VOLUME"]:
+        if rate.sent < conf["MIN_VOLUME"] or (not rate.provider and rate.lane in split):
             continue
         if conf["BOUNCE_RATE"] > 0 and rate.bounce_rate > conf["BOUNCE_RATE"]:
             out.append(Breach(rate, BOUNCES, rate.bounce_rate, conf["BOUNCE_RATE"]))
@@ -245,21 +315,23 @@ def breaches(found: list[Rate]) -> list[Breach]:
     return out
 
 
-def guard(now: datetime | None = None) -> list[str]:
-    """Pause each lane in PAUSES whose rates (its own or one provider's) are past a threshold.
-    Returns what it did, e.g. ["paused bulk: bounce rate 5.2% > 4.0% over 24 h (1,234 sent)"].
+def guard(now: datetime | None = None, *, found: list[Rate] | None = None) -> list[str]:
+    """Pause each lane in PAUSES whose judged rates are past a threshold (`found`, else
+    computed now). Returns what it did, e.g.
+    ["paused bulk: bounce rate 5.2% > 4.0% over 24 h (1,234 sent)"].
 
-    Run every minute by dlq.tasks.minute_check, before the alert check (so the alert can say the
-    lane is paused). A lane paused already stays as it is: lane_pause changes and audits nothing.
+    Run every minute by dlq.tasks.minute_check on the rates it has just stored, before the alert
+    check (so the alert can say the lane is paused). A lane paused already stays as it is:
+    lane_pause changes and audits nothing.
     """
     by_lane: dict[str, list[Breach]] = defaultdict(list)
-    for breach in breaches(rates(now)):
+    for breach in breaches(rates(now) if found is None else found):
         by_lane[breach.rate.lane].append(breach)
     done: list[str] = []
-    for lane, found in by_lane.items():
+    for lane, breached in by_lane.items():
         if lane not in PAUSES:
             continue  # alerted (dlq/alerts.py), never paused
-        reason = "; ".join(b.reason for b in found)
+        reason = "; ".join(b.reason for b in breached)
         LaneState.objects.get_or_create(lane=lane)  # lane_pause changes only an existing row
         if lane_pause(lane=lane, user=GUARD_USER, reason=reason):
             logger.warning("reputation guard paused lane %s: %s", lane, reason)

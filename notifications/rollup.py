@@ -1,11 +1,15 @@
-"""The per-lane, per-minute rollup of what the drains recorded (LaneMinute): the dashboard's
-chart, failure rate and DLQ growth read it, so a refresh never counts the Message table.
+"""The per-lane, per-minute, per-provider rollup of what the drains recorded (LaneMinute): the
+dashboard's chart, failure rate and DLQ growth read it (summed over the providers), so a refresh
+never counts the Message table, and the reputation guard's volume per provider comes from it, so
+the guard never counts the attempts.
 
 Written by the drain in the transaction that records a chunk of outcomes, as its last statement:
-one INSERT ... ON CONFLICT DO UPDATE that adds the chunk's counts to the minute's row (the same
-SQL on PostgreSQL and SQLite). Last, because the upsert locks the minute's row until commit and
-every drain of the lane writes that row: taken last, the lock is held only for the commit, so
-drains of one lane do not queue behind each other while they record.
+one INSERT ... ON CONFLICT DO UPDATE per provider in the chunk (usually one) that adds the
+chunk's counts to the minute's row (the same SQL on PostgreSQL and SQLite). Last, because the
+upsert locks the minute's row until commit and every drain of the lane writes that row: taken
+last, the lock is held only for the commit, so drains of one lane do not queue behind each other
+while they record. A chunk with several providers writes them in name order, as every drain
+does, so two drains never wait for each other's rows in opposite orders.
 
 Plain SQL: it runs once per recorded chunk, on the delivery path, and the ORM has no upsert
 that adds to the existing values.
@@ -35,19 +39,19 @@ def _upsert_sql() -> str:
     table = q(LaneMinute._meta.db_table)
     adds = ", ".join(f"{q(c)} = {table}.{q(c)} + excluded.{q(c)}"
                      for c in _COUNTS)
+    key = f"{q('lane')}, {q('minute')}, {q('provider')}"  # one_row_per_lane_minute_provider
     return (
-        f"INSERT INTO {table} ({q('lane')}, {q('minute')}, "
-        f"{', '.join(q(c) for c in _COUNTS)}) VALUES (%s, %s, %s, %s, %s, %s) "
-        f"ON CONFLICT ({q('lane')}, {q('minute')}) DO UPDATE SET {adds}"
+        f"INSERT INTO {table} ({key}, {', '.join(q(c) for c in _COUNTS)}) "
+        f"VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT ({key}) DO UPDATE SET {adds}"
     )
 
 
-def rollup_add(*, lane: str, at: datetime, sent: int = 0, failed: int = 0, dead: int = 0,
-               suppressed: int = 0) -> None:
-    """Add counts to `lane`'s row for the minute of `at` (created if missing). Nothing to add,
-    nothing written."""
+def rollup_add(*, lane: str, at: datetime, provider: str = "", sent: int = 0, failed: int = 0,
+               dead: int = 0, suppressed: int = 0) -> None:
+    """Add counts to the row of `lane` and `provider` ("" for outcomes that went to none) for
+    the minute of `at` (created if missing). Nothing to add, nothing written."""
     if not (sent or failed or dead or suppressed):
         return
     minute = connection.ops.adapt_datetimefield_value(minute_of(at))
     with connection.cursor() as cursor:
-        cursor.execute(_upsert_sql(), [lane, minute, sent, failed, dead, suppressed])
+        cursor.execute(_upsert_sql(), [lane, minute, provider, sent, failed, dead, suppressed])

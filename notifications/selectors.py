@@ -228,8 +228,11 @@ def lanes_dashboard(*, now: datetime | None = None) -> list[LaneDashboard]:
     exact = exact_counts()
     due = due_by_lane(now)
     first_minute = minute_of(now) - timedelta(minutes=CHART_MINUTES - 1)
-    rolled = {(r.lane, r.minute): r for r in
-              LaneMinute.objects.filter(minute__gte=first_minute)}
+    # A lane's minute is the sum of its providers' rows.
+    rolled = {(r["lane"], r["minute"]): MinuteCounts(r["minute"], r["s"], r["f"], r["d"])
+              for r in LaneMinute.objects.filter(minute__gte=first_minute)
+              .values("lane", "minute")
+              .annotate(s=Sum("sent"), f=Sum("failed"), d=Sum("dead")).order_by()}
     dead_day = dict(
         LaneMinute.objects.filter(minute__gt=now - timedelta(days=1)).values("lane")
         .annotate(n=Sum("dead")).order_by().values_list("lane", "n"))
@@ -242,9 +245,7 @@ def lanes_dashboard(*, now: datetime | None = None) -> list[LaneDashboard]:
         minutes = []
         for i in range(CHART_MINUTES):
             minute = first_minute + timedelta(minutes=i)
-            r = rolled.get((lane, minute))
-            minutes.append(MinuteCounts(minute, r.sent, r.failed, r.dead) if r
-                           else MinuteCounts(minute))
+            minutes.append(rolled.get((lane, minute)) or MinuteCounts(minute))
         state = states.get(lane)
         n_due, oldest = due.get(lane, (0, None))
         result.append(LaneDashboard(

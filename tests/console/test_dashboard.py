@@ -141,6 +141,20 @@ def test_the_chart_has_the_rollup_points(ops: Client, frozen: Any) -> None:
     assert "cdn" not in page.lower() and "<script src" not in page.split("<svg")[0][-2000:]
 
 
+def test_a_lanes_figures_are_the_sum_over_its_providers(ops: Client, frozen: Any) -> None:
+    minute = minute_of(frozen)
+    for provider, sent, failed, dead in (("primary", 30, 4, 1), ("secondary", 20, 1, 0),
+                                         ("", 0, 0, 2)):  # "": dead without a provider
+        LaneMinute.objects.create(lane="bulk", minute=minute, provider=provider, sent=sent,
+                                  failed=failed, dead=dead)
+
+    bulk = ops.get(reverse(DATA)).json()["lanes"]["bulk"]
+
+    assert (bulk["sent_last_hour"], bulk["failed_last_hour"], bulk["dead_last_hour"],
+            bulk["dead_last_day"]) == (50, 5, 3, 3)
+    assert 'data-top="50"' in bulk["chart"]
+
+
 def test_the_json_chart_is_the_pages_chart(ops: Client, frozen: Any) -> None:
     LaneMinute.objects.create(lane="transactional", minute=minute_of(frozen), sent=3)
     page = ops.get(reverse(DASHBOARD)).content.decode()
@@ -357,3 +371,13 @@ def test_rollup_adds_to_the_minute_row() -> None:
     rollup_add(lane="transactional", at=at, sent=1)
     rows = {r.lane: (r.sent, r.failed, r.dead) for r in LaneMinute.objects.all()}
     assert rows == {"bulk": (5, 1, 4), "transactional": (1, 0, 0)}
+
+
+def test_rollup_keeps_a_row_per_provider() -> None:
+    at = timezone.now()
+    rollup_add(lane="bulk", at=at, provider="primary", sent=3, failed=1)
+    rollup_add(lane="bulk", at=at, provider="secondary", sent=2)
+    rollup_add(lane="bulk", at=at, provider="primary", sent=4, dead=1)
+    rollup_add(lane="bulk", at=at, dead=2)  # no provider (the sweeper's expired leases)
+    rows = {r.provider: (r.sent, r.failed, r.dead) for r in LaneMinute.objects.all()}
+    assert rows == {"primary": (7, 1, 1), "secondary": (2, 0, 0), "": (0, 0, 2)}

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.db.models import Sum
 from django.utils import timezone
 
 from notifications.delivery import drain_lane, message_id_for
-from notifications.models import DeliveryAttempt, Message, Status
+from notifications.models import DeliveryAttempt, LaneMinute, Message, Status
 from notifications.services import notify
 from tests.fakes.postmark import FakePostmark
 
@@ -74,6 +75,11 @@ def test_when_the_primary_is_down_the_secondary_sends_and_the_log_says_who_sent_
     log = list(DeliveryAttempt.objects.values_list("provider", "outcome"))
     assert sorted(set(log)) == [("primary", "transient"), ("secondary", "sent")]
     assert log.count(("primary", "transient")) == 5
+    # The rollup counts per provider (the reputation guard's volume; the minute may turn).
+    rolled = (LaneMinute.objects.filter(lane="transactional").values("provider")
+              .annotate(s=Sum("sent"), f=Sum("failed"), d=Sum("dead")).order_by("provider"))
+    assert [(r["provider"], r["s"], r["f"], r["d"]) for r in rolled] == [
+        ("primary", 0, 5, 0), ("secondary", 30, 0, 0)]
 
 
 def test_a_message_whose_outcome_on_the_primary_is_unknown_never_goes_to_another_provider(
