@@ -52,8 +52,10 @@ bench-api: install
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	$(PY) bench/api.py $(BENCH_API_ARGS)
 
+# ruff, then mypy with the Django and DRF plugins (config in pyproject.toml).
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf var/ .pytest_cache

@@ -109,9 +109,11 @@ class AddUniqueConstraintConcurrentlyOnPostgres(AddConstraint):
     atomic = False
 
     def __init__(self, model_name: str, constraint: models.UniqueConstraint) -> None:
-        if not (isinstance(constraint, models.UniqueConstraint) and constraint.fields
-                and not (constraint.condition or constraint.expressions or constraint.include
-                         or constraint.opclasses or constraint.deferrable)):
+        plain = isinstance(constraint, models.UniqueConstraint) and constraint.fields and not (
+            constraint.condition or constraint.expressions
+            or getattr(constraint, "include", None) or getattr(constraint, "opclasses", None)
+            or constraint.deferrable)
+        if not plain:
             raise ValueError("USING INDEX takes a unique constraint of plain columns only")
         super().__init__(model_name, constraint)
 
@@ -128,7 +130,8 @@ class AddUniqueConstraintConcurrentlyOnPostgres(AddConstraint):
             return
         q = schema_editor.quote_name
         name, table = self.constraint.name, model._meta.db_table
-        columns = ", ".join(q(model._meta.get_field(f).column) for f in self.constraint.fields)
+        fields = getattr(self.constraint, "fields", ())  # a UniqueConstraint's (checked above)
+        columns = ", ".join(q(model._meta.get_field(f).column) for f in fields)
         if not drop_invalid_index(schema_editor, name):
             schema_editor.execute(
                 f"CREATE UNIQUE INDEX CONCURRENTLY {q(name)} ON {q(table)} ({columns})")

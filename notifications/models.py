@@ -7,6 +7,8 @@ through `notifications.transitions`, never through `save()`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Upper
@@ -67,7 +69,7 @@ class Producer(models.Model):
 
     name = models.SlugField(max_length=100, unique=True)
     is_active = models.BooleanField(default=True)
-    allowed_event_types = models.ManyToManyField(
+    allowed_event_types: models.ManyToManyField[EventType, Any] = models.ManyToManyField(
         "EventType", blank=True, related_name="producers",
         help_text="Event types this producer may send over the API.",
     )
@@ -455,7 +457,7 @@ class AuditEntry(models.Model):
     def save(self, *args: object, **kwargs: object) -> None:
         if self.pk is not None:
             raise TypeError("the audit log is append-only")
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        super().save(*args, **kwargs)
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise TypeError("the audit log is append-only")

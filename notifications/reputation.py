@@ -57,6 +57,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from anymail.signals import EventType as AnymailEventType
 from django.conf import settings
@@ -204,7 +205,8 @@ def _counts(lane: str, start: datetime, now: datetime, fresh_only: bool, *,
         total = events.aggregate(**tally)
         return {"": (total["hard"] or 0, total["complaints"] or 0)}
     counts: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
-    for row in events.values("message__provider").annotate(**tally).order_by():
+    rows: Any = events.values("message__provider").annotate(**tally).order_by()
+    for row in rows:
         hard, complaints = counts[row["message__provider"] or ""]
         counts[row["message__provider"] or ""] = (hard + row["hard"],
                                                   complaints + row["complaints"])
