@@ -162,6 +162,7 @@ def pages() -> list[tuple[str, str]]:
          reverse("admin:dlq_deadletter_confirm", args=["requeue"]) + f"?signature={group}"),
         ("template activation (blast radius)",
          reverse("admin:templates_app_templateversion_activate", args=[version])),
+        ("/metrics (a Prometheus scrape)", reverse("metrics")),
     ]
 
 
