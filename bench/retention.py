@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"Retention while delivering, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{os.cpu_count()} cores, PostgreSQL: {args.old:,} old sent messages (+1 attempt each) "
-        f"deleted by `manage.py retention` (batch and pause: project defaults) while a real bulk "
+        f"deleted by `manage.py retention` (batches of 500, at the duty cycle shown) while a real bulk "
         f"cluster delivers {args.messages:,} emails through Anymail's Postmark backend to the "
         f"fake Postmark at {args.latency * 1000:.0f} ms.",
         "",
