@@ -207,3 +207,15 @@ def test_it_sleeps_in_proportion_to_its_work_to_keep_its_duty_cycle(monkeypatch:
     message("again@example.com", age_days=40)
     retention_delete(days=30, duty=1)
     assert slept == []
+
+
+def test_the_queue_table_is_vacuumed_after_two_percent_changed_on_postgresql() -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("per-table autovacuum settings are PostgreSQL's")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'notifications_message'")
+        options = set(cursor.fetchone()[0] or [])
+    assert {"autovacuum_vacuum_scale_factor=0.02",
+            "autovacuum_analyze_scale_factor=0.02"} <= options
