@@ -209,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Retention while delivering, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{os.cpu_count()} cores, PostgreSQL: {args.old:,} old sent messages (+1 attempt each) "
         f"deleted by `manage.py retention` (batches of 500, at the duty cycle shown) while a "
-        f"real bulk cluster delivers {args.messages:,} emails through Anymail's Postmark backend to the "
-        f"fake Postmark at {args.latency * 1000:.0f} ms.",
+        f"real bulk cluster delivers {args.messages:,} emails through Anymail's Postmark "
+        f"backend to the fake Postmark at {args.latency * 1000:.0f} ms.",
         "",
         "| run | emails/s | seconds | old rows deleted during it |",
         "|---|---:|---:|---:|",
