@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from django.test import Client
 from notifications import lookups, senders
 from notifications.demo import seed_demo
 from tests.factories import EventTypeFactory, staff
+from tests.fakes.postmark import FakePostmark
 
 
 @pytest.fixture(autouse=True)
@@ -71,3 +73,16 @@ def viewer_client() -> Client:
     client = Client()
     client.force_login(staff("victor", "viewers"))
     return client
+
+
+@pytest.fixture
+def postmark(settings: Any) -> Iterator[FakePostmark]:
+    """Anymail's real Postmark backend pointed at a fake Postmark on 127.0.0.1, for drains run
+    in-process; retries are due at once."""
+    with FakePostmark() as fake:
+        settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+        settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": fake.server_token,
+                            "POSTMARK_API_URL": fake.url, "REQUESTS_TIMEOUT": 0.5}
+        settings.NOTIFY = {**settings.NOTIFY, "RETRY_BASE_SECONDS": 0.0,
+                           "RETRY_CAP_SECONDS": 0.0}
+        yield fake

@@ -333,17 +333,6 @@ def assert_no_full_count(queries: CaptureQueriesContext) -> None:
         assert limited or by_status or dead_only, f"a full COUNT: {sql}"
 
 
-@pytest.fixture
-def postmark(settings: Any) -> Iterator[FakePostmark]:
-    with FakePostmark() as fake:
-        settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
-        settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": fake.server_token,
-                            "POSTMARK_API_URL": fake.url, "REQUESTS_TIMEOUT": 0.5}
-        settings.NOTIFY = {**settings.NOTIFY, "RETRY_BASE_SECONDS": 0.0,
-                           "RETRY_CAP_SECONDS": 0.0}
-        yield fake
-
-
 def test_a_real_drain_writes_the_rollup(postmark: FakePostmark, ops: Client) -> None:
     postmark.script("refused@example.com", ["422"])
     postmark.script("flaky@example.com", ["503"])  # fails once, then is accepted

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -23,17 +22,6 @@ from tests.fakes.postmark import FakePostmark
 ORDER = {"order_id": 7, "total": "$5", "items": [{"name": "Tea", "qty": 1}]}
 
 pytestmark = pytest.mark.usefixtures("demo", "no_wakeups")
-
-
-@pytest.fixture
-def postmark(settings: Any) -> Iterator[FakePostmark]:
-    with FakePostmark() as fake:
-        settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
-        settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": fake.server_token,
-                            "POSTMARK_API_URL": fake.url, "REQUESTS_TIMEOUT": 0.5}
-        settings.NOTIFY = {**settings.NOTIFY, "RETRY_BASE_SECONDS": 0.0,
-                           "RETRY_CAP_SECONDS": 0.0}
-        yield fake
 
 
 def scrape(client: Client, **headers: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
