@@ -12,13 +12,14 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from dlq.models import RePin
 from dlq.selectors import ROW_FIELDS, skip_reasons
-from notifications import transitions
+from notifications import events, transitions
 from notifications.models import DeadReason, EventType, Message, Status
 from notifications.wakeups import wake_lane_on_commit
 from templates_app.exceptions import NoActiveTemplateVersion
@@ -59,6 +60,7 @@ def dead_letters_requeue(*, pks: Iterable[int], repin: RePin | str = RePin.FAILE
     event_types = EventType.objects.select_related("template").in_bulk(
         {r.event_type_id for r in rows})
     active: dict[tuple[int, str], int | None] = {}
+    logged: list[tuple[str, dict[str, Any]]] = []
     with transaction.atomic():
         for row in rows:
             if row.pk in skips:
@@ -74,6 +76,10 @@ def dead_letters_requeue(*, pks: Iterable[int], repin: RePin | str = RePin.FAILE
                                    template_version_id=version_id):
                 result.moved += 1
                 result.lanes.add(row.lane)
+                logged.append(("message.requeued", {
+                    "message_id": row.pk, "lane": row.lane, "provider": "",
+                    "outcome": "requeued", "dead_reason": row.dead_reason}))
+        events.emit_on_commit(logged)
         for lane in result.lanes:
             wake_lane_on_commit(lane)
     return result
@@ -98,6 +104,12 @@ def dead_letters_discard(*, pks: Iterable[int]) -> ChunkResult:
     rows = _dead_rows(pks)
     if not rows:
         return result
-    result.moved = transitions.discard([r.pk for r in rows])
+    with transaction.atomic():
+        result.moved = transitions.discard([r.pk for r in rows])
+        # The rows the discard matched are these (dead ones); one that an operation elsewhere
+        # requeued meanwhile is the rare exception the count shows.
+        events.emit_on_commit([("message.discarded", {
+            "message_id": r.pk, "lane": r.lane, "provider": "", "outcome": "discarded",
+            "dead_reason": r.dead_reason}) for r in rows] if result.moved else [])
     result.lanes = {r.lane for r in rows}
     return result

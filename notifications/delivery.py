@@ -385,9 +385,14 @@ def release_untried(messages: Sequence[Message], token: UUID, *, reason: str) ->
     provider may take them now.)"""
     if not messages:
         return 0
-    return transitions.release(
+    moved = transitions.release(
         [m.pk for m in messages], token=token, reason=reason, refund=True, due=timezone.now(),
     )
+    if moved:
+        events.emit_on_commit([("message.released", {
+            "message_id": m.pk, "lane": m.lane, "provider": "", "outcome": "released",
+            "reason": reason}) for m in messages])
+    return moved
 
 
 # --- the drain loop -------------------------------------------------------------------------------

@@ -6,8 +6,11 @@ each is one JSON object (`{"message": "message.sent", "message_id": 7, "lane": "
 key=value. Emitted after the transaction that made the change commits, so a line is never
 written for a change that was rolled back. LOG_LEVEL_EVENTS=WARNING silences them.
 
-Events: message.sent, message.retry, message.dead, message.suppressed, message.lease_expired
-(per message) and drain.chunk (per recorded chunk of a drain).
+Events, one per message: message.sent, message.retry, message.dead (the drain), message.released
+(claimed, handed back untried), message.lease_expired (the sweeper), message.suppressed,
+message.delivered / message.bounced / message.complained (tracking webhooks),
+message.cancelled, message.requeued, message.discarded (operators); and drain.chunk per
+recorded chunk of a drain. A claim is not an event of its own: drain.chunk counts them.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from typing import Any
+
+from django.db import connection, transaction
 
 logger = logging.getLogger("notifications.events")
 
@@ -31,3 +36,14 @@ def emit_all(events: Iterable[tuple[str, dict[str, Any]]]) -> None:
     if enabled():
         for event, fields in events:
             logger.info(event, extra=fields)
+
+
+def emit_on_commit(events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Emit `events` once the current transaction commits (at once outside one); nothing if it
+    rolls back."""
+    if not events or not enabled():
+        return
+    if connection.in_atomic_block:
+        transaction.on_commit(lambda: emit_all(events))
+    else:
+        emit_all(events)

@@ -26,7 +26,7 @@ from django.db.models import Model
 from django.utils import timezone
 from email_validator import EmailNotValidError
 
-from notifications import lookups, transitions
+from notifications import events, lookups, transitions
 from notifications.addresses import normalize_email
 from notifications.audit import audit_record
 from notifications.exceptions import (
@@ -285,10 +285,20 @@ def _audited(action: AuditAction, move: Callable[[list[int]], int], *, pks: Iter
     """`move(ids)` and, if it moved any, one audit entry for them, in one transaction."""
     ids = list(pks)
     with transaction.atomic():
+        log = events.enabled()
+        before = {pk: (lane, status) for pk, lane, status in Message.objects.filter(
+            pk__in=ids).values_list("pk", "lane", "status")} if log else {}
         moved = move(ids)
         if moved:
             audit_record(user=user, action=action, target=f"{moved} message(s)", count=moved,
                          reason=reason, filter={"ids": ids})
+        if moved and log:  # one line per message this call moved (its status changed)
+            after = dict(Message.objects.filter(pk__in=ids).values_list("pk", "status"))
+            name = "message.cancelled" if action == AuditAction.CANCEL else "message.requeued"
+            events.emit_on_commit([(name, {
+                "message_id": pk, "lane": lane, "provider": "",
+                "outcome": name.removeprefix("message."), "user": str(user)})
+                for pk, (lane, status) in before.items() if after.get(pk) != status])
     return moved
 
 

@@ -174,10 +174,7 @@ def stop_suppressed(messages: Sequence[Message], *, claimed: bool) -> list[Messa
     totals.add(counts)
     for lane, count in sorted(moved.items()):
         rollup_add(lane=lane, at=now, suppressed=count)
-    if connection.in_atomic_block:
-        transaction.on_commit(lambda: events.emit_all(logged))
-    else:
-        events.emit_all(logged)
+    events.emit_on_commit(logged)
     return [m for m in messages if m.pk not in stopped]
 
 

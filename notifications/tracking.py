@@ -41,7 +41,7 @@ from django.db import IntegrityError, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from notifications import suppression, transitions
+from notifications import events, suppression, transitions
 from notifications.models import (
     ACCEPTED,
     Bounce,
@@ -55,7 +55,7 @@ logger = logging.getLogger(__name__)
 
 CATCH_UP_HOURS = 24  # an unapplied event is tried for this long after it came, then given up
 CATCH_UP_MAX_GAP = timedelta(hours=1)  # the longest wait between two of its tries
-_MESSAGE_FIELDS = ("id", "lane", "status", "to_email", "event_type_id")
+_MESSAGE_FIELDS = ("id", "lane", "status", "to_email", "event_type_id", "provider")
 
 # The raw event types of each ESP (as Anymail passes them on in esp_event) that mean the
 # address is gone for good; other bounces are soft.
@@ -212,13 +212,18 @@ def _move(row: TrackingEvent, message: Message) -> bool:
     if message.status not in ACCEPTED:
         return False
     if kind == AnymailEventType.DELIVERED:
-        transitions.deliver(message.pk)
+        moved, name = transitions.deliver(message.pk), "message.delivered"
     elif kind == AnymailEventType.COMPLAINED:
-        transitions.complain(message.pk)
+        moved, name = transitions.complain(message.pk), "message.complained"
     else:
-        transitions.bounce(message.pk, kind=Bounce(row.bounce),
-                           error=f"{row.bounce} bounce: {row.description or row.mta_response}"
-                           .strip()[:1000])
+        moved = transitions.bounce(
+            message.pk, kind=Bounce(row.bounce),
+            error=f"{row.bounce} bounce: {row.description or row.mta_response}".strip()[:1000])
+        name = "message.bounced"
+    if moved:
+        events.emit_on_commit([(name, {
+            "message_id": message.pk, "lane": message.lane, "provider": message.provider,
+            "outcome": str(kind), "bounce": row.bounce, "esp": row.esp})])
     return True
 
 

@@ -266,3 +266,44 @@ def test_suppressions_are_counted_by_lane_and_reason_and_logged(
     logged = [r for r in caplog.records if r.msg == "message.suppressed"]
     assert sorted(r.message_id for r in logged) == sorted(m.pk for m in messages[:2])
     assert {r.reason for r in logged} == {"hard_bounce"}
+
+
+def test_operator_tracking_and_release_changes_are_logged_once_committed(
+    caplog: Any, django_capture_on_commit_callbacks: Any,
+) -> None:
+    from anymail.signals import AnymailTrackingEvent
+    from django.contrib.auth.models import User
+
+    from dlq.services import dead_letters_discard, dead_letters_requeue
+    from notifications.delivery import release_untried
+    from notifications.services import messages_cancel
+    from notifications.tracking import record_event
+    from tests.deliverability.payloads.server import sent, unique
+
+    delivered = sent(provider_id=unique("pm-"))  # claims whatever is due: first
+    released = order("rel@example.com")
+    [claimed] = claim_batch("transactional", 10)
+    assert claimed.pk == released.pk
+    cancel, requeue, discard = order("c@example.com"), order("r@example.com"), \
+        order("d@example.com")
+    Message.objects.filter(pk__in=[requeue.pk, discard.pk]).update(
+        status=Status.DEAD, dead_reason="max_attempts")
+    operator = User.objects.create(username="op")
+
+    with caplog.at_level("INFO", logger="notifications.events"), \
+            django_capture_on_commit_callbacks(execute=True):
+        messages_cancel(pks=[cancel.pk, delivered.pk], user=operator, reason="test")
+        dead_letters_requeue(pks=[requeue.pk])
+        dead_letters_discard(pks=[discard.pk])
+        record_event("Postmark", AnymailTrackingEvent(
+            event_type="delivered", event_id=unique("ev-"), timestamp=timezone.now(),
+            message_id=delivered.provider_message_id, recipient=delivered.to_email,
+            metadata={"notification_id": str(delivered.pk)}, esp_event={}))
+        release_untried([claimed], claimed.lease_token, reason="deadline")
+
+    logged = {(r.msg, r.message_id) for r in caplog.records if r.msg.startswith("message.")}
+    assert logged == {("message.cancelled", cancel.pk), ("message.requeued", requeue.pk),
+                      ("message.discarded", discard.pk), ("message.delivered", delivered.pk),
+                      ("message.released", released.pk)}
+    lanes = {r.lane for r in caplog.records if r.msg.startswith("message.")}
+    assert lanes == {"transactional"}
