@@ -101,3 +101,23 @@ def check_timeouts_agree(**kwargs: Any) -> list[Error | Warning]:
             id="notifications.W001",
         ))
     return errors
+
+
+# deploy/production.env marks every value to fill in with this word; copied as it is, each would
+# be a secret anyone who read the file knows.
+PLACEHOLDER = "CHANGE"
+SECRETS = ("SECRET_KEY", "NOTIFY_METRICS_TOKEN", "ANYMAIL_WEBHOOK_SECRET")
+
+
+@register("notifications", deploy=True)
+def check_no_placeholder_secrets(**kwargs: Any) -> list[Error]:
+    """`manage.py check --deploy`: no secret still holds deploy/production.env's placeholder."""
+    values = {"SECRET_KEY": settings.SECRET_KEY,
+              "NOTIFY_METRICS_TOKEN": settings.NOTIFY_METRICS["TOKEN"],
+              "ANYMAIL_WEBHOOK_SECRET": settings.ANYMAIL.get("WEBHOOK_SECRET", "")}
+    return [
+        Error(f"{name} still holds the placeholder from deploy/production.env.",
+              hint="Set it to a long random value (python3 -c 'import secrets; "
+                   "print(secrets.token_urlsafe(40))').", id="notifications.E006")
+        for name in SECRETS if PLACEHOLDER in str(values[name])
+    ]

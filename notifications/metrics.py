@@ -11,9 +11,9 @@ a process's memory. Per scrape, a handful of cheap queries:
   reason, suppressed by reason, and two histograms (one send's duration; enqueue to sent);
 - each provider's breaker state and configured rate; each cluster's heartbeat.
 
-Access: a request with `Authorization: Bearer <NOTIFY_METRICS_TOKEN>` is served from anywhere;
-without it, only clients in NOTIFY_METRICS_ALLOW (default: loopback). Others get 403, a wrong
-token 401.
+Access: with NOTIFY_METRICS_TOKEN set, only `Authorization: Bearer <token>` opens it (401
+otherwise), from anywhere; without a token, only clients in NOTIFY_METRICS_ALLOW (default:
+loopback) that no proxy forwarded, others get 403.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import datetime
-from ipaddress import ip_address
+from ipaddress import IPv6Address, ip_address
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -179,19 +179,27 @@ REGISTRY.register(PlatformCollector())
 
 
 def _allowed(request: HttpRequest) -> int:
-    """200 if this request may read the metrics, else the status to refuse it with."""
+    """200 if this request may read the metrics, else the status to refuse it with.
+
+    With a token configured, only the token opens it: behind a reverse proxy on the same host
+    every request comes from 127.0.0.1, so the address says nothing. Without one, the client
+    address must be in ALLOW, and a request a proxy forwarded (X-Forwarded-For, Forwarded) is
+    refused: its REMOTE_ADDR is the proxy's."""
     conf = settings.NOTIFY_METRICS
-    header = request.headers.get("Authorization", "")
-    if conf["TOKEN"] and header:
-        scheme, _, given = header.partition(" ")
+    if conf["TOKEN"]:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(
                 given.strip().encode(), conf["TOKEN"].encode()):
             return 200
         return 401
+    if "X-Forwarded-For" in request.headers or "Forwarded" in request.headers:
+        return 403
     try:
-        client = ip_address(request.META.get("REMOTE_ADDR", ""))
+        client = ip_address(request.META.get("REMOTE_ADDR", "").split("%")[0])
     except ValueError:
         return 403
+    if isinstance(client, IPv6Address) and client.ipv4_mapped is not None:
+        client = client.ipv4_mapped  # ::ffff:10.0.0.1 from a dual-stack socket is 10.0.0.1
     return 200 if any(client in network for network in conf["ALLOW"]) else 403
 
 

@@ -32,10 +32,23 @@ def check_deploy(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedPro
         cwd=ROOT, env=base, capture_output=True, text=True, timeout=120)
 
 
+def filled_in() -> dict[str, str]:
+    """production.env as an operator leaves it: every CHANGE replaced by a real value."""
+    return {key: value.replace("CHANGE-ME-", "").replace("CHANGE", "x7Qv2Lr9Tz4")
+            for key, value in production_env().items()}
+
+
 def test_the_documented_production_settings_pass_check_deploy(tmp_path: Path) -> None:
-    done = check_deploy(production_env(), tmp_path)
+    done = check_deploy(filled_in(), tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no issues" in done.stdout
+
+
+def test_check_deploy_refuses_the_placeholders_left_in(tmp_path: Path) -> None:
+    done = check_deploy(production_env(), tmp_path)
+    assert done.returncode != 0
+    for name in ("SECRET_KEY", "NOTIFY_METRICS_TOKEN", "ANYMAIL_WEBHOOK_SECRET"):
+        assert f"{name} still holds the placeholder" in done.stderr, done.stderr
 
 
 def test_without_them_check_deploy_names_what_is_missing(tmp_path: Path) -> None:

@@ -65,9 +65,22 @@ def test_a_bearer_token_opens_it_from_anywhere_and_a_wrong_one_is_refused(
     assert wrong.status_code == 401
     assert wrong["WWW-Authenticate"].startswith("Bearer")
     assert client.get("/metrics", HTTP_AUTHORIZATION="Basic czNjcmV0", **far).status_code == 401
-    assert client.get("/metrics", **far).status_code == 403  # no token, not allowed
-    # A wrong token is refused even from loopback: it is a misconfigured scraper.
+    assert client.get("/metrics", **far).status_code == 401
+    # With a token, loopback needs it too: behind a reverse proxy on the same host every
+    # request comes from 127.0.0.1.
+    assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer nope").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200
+
+
+def test_without_a_token_a_forwarded_request_is_refused_and_mapped_addresses_match(
+    client: Client,
+) -> None:
+    assert client.get("/metrics", HTTP_X_FORWARDED_FOR="203.0.113.9").status_code == 403
+    assert client.get("/metrics", HTTP_FORWARDED="for=203.0.113.9").status_code == 403
+    assert client.get("/metrics", REMOTE_ADDR="::ffff:127.0.0.1").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="fe80::1%eth0").status_code == 403
+    assert client.get("/metrics", REMOTE_ADDR="not-an-address").status_code == 403
 
 
 def test_the_allow_list_takes_networks(client: Client, settings: Any) -> None:
