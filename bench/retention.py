@@ -50,8 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency", type=float, default=0.1, help="fake provider latency (0.1 s)")
     p.add_argument("--workers", type=int, default=2, help="Q_WORKERS_BULK (2)")
     p.add_argument("--duties", default="0.1,1",
-                   help="NOTIFY_RETENTION_DUTY_CYCLE of the deleter, one delivery run each "
-                        "(0.1 = the default, 1 = no pauses)")
+                   help="`manage.py retention --duty` of the deleter, one delivery run each "
+                        "(the scheduled task's 2 s a minute is ~0.033; 1 = no pauses)")
     p.add_argument("--db-name", default="notify_bench_retention")
     p.add_argument("--timeout", type=float, default=900.0)
     args = p.parse_args(argv)
@@ -130,8 +130,8 @@ def deliver(args: argparse.Namespace, work: Path, name: str,
             old0 = old_left()
             if duty is not None:
                 deleter = subprocess.Popen(
-                    [PY, "manage.py", "retention"], cwd=ROOT,
-                    env={**bench.base_env(args), "NOTIFY_RETENTION_DUTY_CYCLE": str(duty)},
+                    [PY, "manage.py", "retention", "--duty", str(duty)], cwd=ROOT,
+                    env=bench.base_env(args),
                     stdout=open(work / "retention.log", "ab"), stderr=subprocess.STDOUT)
                 time.sleep(1.0)  # it is deleting before the drain starts
             t0 = time.time()
@@ -192,8 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.monotonic()
         with open(work / "retention.log", "ab") as out:
             subprocess.run([PY, "manage.py", "retention"], cwd=ROOT, check=True, stdout=out,
-                           stderr=subprocess.STDOUT,
-                           env={**bench.base_env(args), "NOTIFY_RETENTION_DUTY_CYCLE": "1"})
+                           stderr=subprocess.STDOUT, env=bench.base_env(args))
         left = old_left()
         finish = time.monotonic() - t
         time.sleep(2)  # the statistics collector catches up

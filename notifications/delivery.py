@@ -272,6 +272,9 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
             )
             report.sent += marked
             rolled[(provider, "sent")] += marked
+            # What this claim marked: a message whose lease was lost meanwhile was taken back
+            # (and counted) by the sweeper, and is counted again when it is sent again.
+            counts[(outcomes[0].message.lane, provider, "sent", "")] += marked
         lane = outcomes[0].message.lane  # one claim is one lane
         for outcome in outcomes:
             message, result, provider = outcome.message, outcome.result, outcome.provider
@@ -286,7 +289,6 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
                     rolled[(provider, "dead")] += 1
             else:
                 moved = "sent"
-                counts[(lane, provider, "sent", "")] += 1
                 totals.observe(counts, lane, provider, "queue_ms",
                                int((now - message.created_at).total_seconds() * 1000))
             if log and moved:

@@ -169,11 +169,22 @@ def stop_suppressed(messages: Sequence[Message], *, claimed: bool) -> list[Messa
                     "outcome": "suppressed", "reason": rows[row_pk].reason,
                     "scope": rows[row_pk].scope}))
     now = timezone.now()
-    # The totals, then each lane's rollup row in lane order: every writer takes these hot rows'
-    # locks in the same order (notifications/totals.py), so two never deadlock.
-    totals.add(counts)
-    for lane, count in sorted(moved.items()):
-        rollup_add(lane=lane, at=now, suppressed=count)
+
+    def add_counts() -> None:
+        # The totals, then each lane's rollup row in lane order: every writer takes these hot
+        # rows' locks in the same order (notifications/totals.py).
+        totals.add(counts)
+        for lane, n in sorted(moved.items()):
+            rollup_add(lane=lane, at=now, suppressed=n)
+
+    if connection.in_atomic_block:
+        # Inside the caller's transaction (notify() in an app's own atomic block) these hot rows
+        # would stay locked until the caller commits, and two callers suppressing for different
+        # reasons in opposite orders would deadlock on them: counted once it commits instead
+        # (a crash in between loses the count, never the suppression).
+        transaction.on_commit(add_counts)
+    else:
+        add_counts()
     events.emit_on_commit(logged)
     return [m for m in messages if m.pk not in stopped]
 

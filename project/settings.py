@@ -285,14 +285,13 @@ NOTIFY: dict[str, Any] = {
     "SWEEP_MINUTES": env_int("NOTIFY_SWEEP_MINUTES", 1, minimum=1),
     # Finished messages (sent, delivered, bounced, complained, cancelled, suppressed) and their
     # attempts are deleted this many days after their last change (0 = kept forever); dead
-    # letters wait for an operator. notifications/retention.py, every RETENTION_MINUTES, in
-    # batches of RETENTION_BATCH, busy at most RETENTION_DUTY_CYCLE of the time (it sleeps in
-    # proportion to how long each batch took), for at most RETENTION_BUDGET_SECONDS per task.
+    # letters wait for an operator. notifications/retention.py: every RETENTION_MINUTES a task
+    # on the bulk cluster deletes batches of RETENTION_BATCH for at most
+    # RETENTION_BUDGET_SECONDS, without sleeping (it holds a bulk worker meanwhile).
     "RETENTION_DAYS": env_int("NOTIFY_RETENTION_DAYS", 30, minimum=0),
-    "RETENTION_MINUTES": env_int("NOTIFY_RETENTION_MINUTES", 15, minimum=1),
+    "RETENTION_MINUTES": env_int("NOTIFY_RETENTION_MINUTES", 1, minimum=1),
     "RETENTION_BATCH": env_int("NOTIFY_RETENTION_BATCH", 500, minimum=1),
-    "RETENTION_DUTY_CYCLE": env_float("NOTIFY_RETENTION_DUTY_CYCLE", 0.1, minimum=0.01),
-    "RETENTION_BUDGET_SECONDS": env_float("NOTIFY_RETENTION_BUDGET_SECONDS", 20.0, minimum=1),
+    "RETENTION_BUDGET_SECONDS": env_float("NOTIFY_RETENTION_BUDGET_SECONDS", 2.0, minimum=0.1),
     # Each qcluster worker process writes its beat this often (notifications/clusters.py); the
     # dashboard calls a cluster down after three missed beats.
     "CLUSTER_BEAT_SECONDS": env_float("NOTIFY_CLUSTER_BEAT_SECONDS", 10.0, minimum=0.1),

@@ -320,3 +320,42 @@ def test_operator_tracking_and_release_changes_are_logged_once_committed(
                       ("message.released", released.pk)}
     lanes = {r.lane for r in caplog.records if r.msg.startswith("message.")}
     assert lanes == {"transactional"}
+
+
+def test_inside_a_callers_transaction_suppressions_are_counted_once_it_commits(
+    client: Client, django_capture_on_commit_callbacks: Any,
+) -> None:
+    """notify() inside an app's own atomic block must not hold the hot counter rows until the
+    app commits (two such callers suppressing in opposite orders would deadlock)."""
+    from notifications.suppression import suppress
+
+    suppress(email="gone@example.com", reason="hard_bounce", source="test")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        message = order("gone@example.com")
+        assert Message.objects.get(pk=message.pk).status == Status.SUPPRESSED
+        assert not MetricTotal.objects.filter(name="suppressed").exists()
+
+    for callback in callbacks:
+        callback()
+    assert value(scrape(client), "notify_suppressed_total", lane="transactional", provider="",
+                 reason="hard_bounce") == 1
+
+
+def test_a_send_whose_lease_was_lost_is_not_counted_as_sent_by_the_late_worker(
+    client: Client, outbox: list[Any],
+) -> None:
+    from notifications.delivery import Attempted, record_outcomes
+    from notifications.errors import SendResult
+    from notifications.models import Outcome
+
+    order("a@example.com")
+    [claimed] = claim_batch("transactional", 10)
+    Message.objects.filter(pk=claimed.pk).update(lease_until=timezone.now() - timedelta(1))
+    sweep_lane("transactional")  # took it back: retry, counted
+
+    record_outcomes([Attempted(claimed, SendResult(Outcome.SENT, provider_message_id="x"),
+                               timezone.now(), 5, "default")], claimed.lease_token)
+
+    samples = scrape(client)
+    assert value(samples, "notify_sent_total", lane="transactional", provider="default") == 0
+    assert value(samples, "notify_retried_total", lane="transactional", provider="") == 1

@@ -103,26 +103,35 @@ def test_counters_are_not_lowered_by_retention(client: Any) -> None:
     assert MetricTotal.objects.get(name="sent").value == 9
 
 
-def test_the_task_queues_its_continuation_while_rows_remain(monkeypatch: Any,
-                                                            settings: Any) -> None:
+def test_the_task_works_one_budget_without_sleeping_and_the_next_tick_goes_on(
+    monkeypatch: Any, settings: Any,
+) -> None:
     from notifications import tasks
 
-    queued: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr("django_q.tasks.async_task",
-                        lambda func, **kw: queued.append((func, kw)))
+    slept: list[float] = []
+    monkeypatch.setattr("notifications.retention.time.sleep", slept.append)
     settings.NOTIFY = {**settings.NOTIFY, "RETENTION_BATCH": 1,
-                       "RETENTION_BUDGET_SECONDS": 0.0001, "RETENTION_DUTY_CYCLE": 1}
+                       "RETENTION_BUDGET_SECONDS": 0.0001}
     message("a@example.com", age_days=40)
     message("b@example.com", age_days=40)
 
-    assert tasks.retention()["more"] is True
-    assert queued == [("notifications.tasks.retention",
-                       {"cluster": settings.NOTIFY_DLQ["CLUSTER"], "group": "retention"})]
-    queued.clear()
-    assert tasks.retention()["messages"] == 1
-    assert tasks.retention()["more"] is False
-    assert queued == [("notifications.tasks.retention",
-                       {"cluster": settings.NOTIFY_DLQ["CLUSTER"], "group": "retention"})]
+    first = tasks.retention()
+    assert (first["messages"], first["more"]) == (1, True)
+    assert tasks.retention()["messages"] == 1  # the next tick, where the last one stopped
+    assert tasks.retention()["messages"] == 0
+    assert slept == []  # a bulk worker is never held asleep
+
+
+def test_unmatched_tracking_events_go_after_the_retention_period() -> None:
+    old = TrackingEvent.objects.create(esp="postmark", dedupe_key="old", event_type="opened")
+    new = TrackingEvent.objects.create(esp="postmark", dedupe_key="new", event_type="opened")
+    TrackingEvent.objects.filter(pk=old.pk).update(
+        received_at=timezone.now() - timedelta(days=31))
+
+    report = retention_delete(days=30)
+
+    assert report.tracking_events == 1
+    assert list(TrackingEvent.objects.values_list("pk", flat=True)) == [new.pk]
 
 
 def test_the_schedule_runs_on_the_housekeeping_cluster(settings: Any) -> None:
@@ -147,6 +156,8 @@ def test_the_command_deletes_until_done_and_refuses_zero_days(capsys: Any) -> No
     assert remaining() == set()
     with pytest.raises(CommandError, match="at least 1"):
         call_command("retention", "--days", "0")
+    with pytest.raises(CommandError, match="--duty must be between"):
+        call_command("retention", "--duty", "0")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -203,6 +214,10 @@ def test_it_sleeps_in_proportion_to_its_work_to_keep_its_duty_cycle(monkeypatch:
     assert all(s > 0 for s in slept)
     # Busy a quarter of the time: it sleeps three times what it worked.
     assert 3 * worked * 0.5 < sum(slept) <= 3 * worked
+    slept.clear()
+    message("capped@example.com", age_days=40)
+    retention_delete(days=30, duty=0.01, budget=0.5)  # a long pause is cut at the budget
+    assert slept and max(slept) <= 0.5
     slept.clear()
     message("again@example.com", age_days=40)
     retention_delete(days=30, duty=1)
