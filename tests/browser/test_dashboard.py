@@ -11,7 +11,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from notifications.delivery import drain_lane
-from notifications.models import AuditEntry, LaneState, Message, Status
+from notifications.models import AuditEntry, ClusterWorker, LaneState, Message, Status
 from notifications.rollup import rollup_add
 from notifications.services import notify
 from tests.browser import seed
@@ -53,10 +53,16 @@ def test_the_dashboard_shows_the_databases_numbers_and_refreshes(
     assert cell(page, "lanes.transactional.sent_last_hour") == "43"
     assert page.locator("#lane-transactional svg polyline").count() >= 1
 
-    # It refreshes itself: a new message shows up without a reload.
+    # It refreshes itself: a new message, and a cluster that starts, show up without a reload.
     notify(event="order.placed", to="late@example.com", data=seed.ORDER)
+    now = timezone.now()
+    ClusterWorker.objects.create(host="worker-host-7", pid=4242, cluster_pid=4241,
+                                 cluster="bulk", workers=2, started_at=now, beat_at=now)
     expect(page.locator("[data-k='lanes.transactional.by_status.pending']").first).to_have_text(
         "5", timeout=15_000)
+    expect(page.locator("#clusters tbody")).to_contain_text("worker-host-7", timeout=15_000)
+    expect(page.locator("#clusters tbody tr", has_text="worker-host-7")).to_contain_text(
+        "1 of 2")
     page.goto("about:blank")  # stop the refresh before the test's database is flushed
 
 
