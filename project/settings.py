@@ -323,10 +323,10 @@ NOTIFY_DELIVERABILITY: dict[str, Any] = {
 
 # --- Prometheus metrics (/metrics, notifications/metrics.py) ------------------------------------
 NOTIFY_METRICS: dict[str, Any] = {
-    # A scrape with "Authorization: Bearer <TOKEN>" is served from anywhere; empty = no token.
+    # Set: "Authorization: Bearer <TOKEN>" is the only way in, from anywhere. Empty: no token.
     "TOKEN": env.str("NOTIFY_METRICS_TOKEN", default=""),
-    # Without the token, only these client addresses are served (REMOTE_ADDR: behind a proxy,
-    # the proxy's). Default: loopback only.
+    # Without a token, only these client addresses are served (REMOTE_ADDR; a request a proxy
+    # forwarded is refused). Default: loopback only.
     "ALLOW": parse_networks("NOTIFY_METRICS_ALLOW",
                             os.environ.get("NOTIFY_METRICS_ALLOW", "127.0.0.1/32,::1/128")),
 }
