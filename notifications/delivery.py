@@ -68,7 +68,7 @@ from notifications.models import (
 )
 from notifications.providers import DEFAULT, Provider, configured
 from notifications.ratelimit import limiter_for
-from notifications.rollup import rollup_add
+from notifications.rollup import record_counts
 from notifications.senders import Sender
 from notifications.suppression import stop_suppressed
 from notifications.wakeups import wake_lane, wake_taken
@@ -247,6 +247,10 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     return delay
 
 
+# What _record_failure returns for a message it scheduled for another try (else the dead reason).
+RETRIED = "retried"
+
+
 def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
     """Record what trying one claim's messages came to."""
     report = DrainReport(lane="")
@@ -263,6 +267,7 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
     rolled: Counter[tuple[str, str]] = Counter()
     logged: list[tuple[str, dict[str, Any]]] = []
     log = events.enabled()
+    lane = outcomes[0].message.lane  # one claim is one lane
     with transaction.atomic():
         for provider, sent in sent_by.items():
             marked = transitions.mark_sent(
@@ -274,8 +279,7 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
             rolled[(provider, "sent")] += marked
             # What this claim marked: a message whose lease was lost meanwhile was taken back
             # (and counted) by the sweeper, and is counted again when it is sent again.
-            counts[(outcomes[0].message.lane, provider, "sent", "")] += marked
-        lane = outcomes[0].message.lane  # one claim is one lane
+            counts[(lane, provider, "sent", "")] += marked
         for outcome in outcomes:
             message, result, provider = outcome.message, outcome.result, outcome.provider
             if result.outcome != Outcome.SENT:
@@ -307,13 +311,11 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
                 )
             )
         DeliveryAttempt.objects.bulk_create(attempt_rows)
-        # Last in the transaction: the totals' and the rollup rows' locks are then held only
-        # for the commit (always in this order, providers by name, so two drains never
-        # deadlock on them).
-        totals.add(counts)
-        for provider in sorted({p for p, _ in rolled}):
-            rollup_add(lane=lane, at=now, provider=provider, sent=rolled[(provider, "sent")],
-                       failed=rolled[(provider, "failed")], dead=rolled[(provider, "dead")])
+        # Last in the transaction (rollup.record_counts: the lock order every recorder keeps).
+        kinds = ("sent", "failed", "dead")
+        record_counts(at=now, totals_counts=counts, minutes={
+            (lane, provider): {kind: rolled[(provider, kind)] for kind in kinds}
+            for provider in {p for p, _ in rolled}})
     if log:  # committed
         events.emit_all(logged)
         events.emit("drain.chunk", lane=lane, providers=",".join(sorted(
@@ -377,7 +379,7 @@ def _record_failure(
     return str(reason) if moved else ""
 
 
-RETRIED = "retried"
+
 
 
 def release_untried(messages: Sequence[Message], token: UUID, *, reason: str) -> int:

@@ -17,11 +17,13 @@ that adds to the existing values.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
 
 from django.db import connection
 
+from notifications import totals
 from notifications.models import LaneMinute
 
 
@@ -55,3 +57,17 @@ def rollup_add(*, lane: str, at: datetime, provider: str = "", sent: int = 0, fa
     minute = connection.ops.adapt_datetimefield_value(minute_of(at))
     with connection.cursor() as cursor:
         cursor.execute(_upsert_sql(), [lane, minute, provider, sent, failed, dead, suppressed])
+
+
+def record_counts(*, at: datetime, totals_counts: Mapping[totals.Key, int],
+                  minutes: Mapping[tuple[str, str], Mapping[str, int]]) -> None:
+    """How every recorder (the drain, the sweeper, the suppression check) adds its counts: the
+    /metrics totals (`totals.add`), then the minute's rollup row of each (lane, provider) in
+    sorted order, with `minutes[(lane, provider)]` giving its sent/failed/dead/suppressed.
+
+    These are hot rows every drain of a lane writes; each writer takes their locks in this one
+    order, last in its transaction, so they are held only for the commit and two writers never
+    deadlock on them."""
+    totals.add(totals_counts)
+    for (lane, provider), counts in sorted(minutes.items()):
+        rollup_add(lane=lane, at=at, provider=provider, **counts)

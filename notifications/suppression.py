@@ -38,7 +38,7 @@ from notifications.models import (
     Suppression,
     SuppressionReason,
 )
-from notifications.rollup import rollup_add
+from notifications.rollup import record_counts
 
 # Strongest first.
 _STRENGTH = {reason: rank for rank, reason in enumerate(reversed(SuppressionReason.values))}
@@ -171,11 +171,8 @@ def stop_suppressed(messages: Sequence[Message], *, claimed: bool) -> list[Messa
     now = timezone.now()
 
     def add_counts() -> None:
-        # The totals, then each lane's rollup row in lane order: every writer takes these hot
-        # rows' locks in the same order (notifications/totals.py).
-        totals.add(counts)
-        for lane, n in sorted(moved.items()):
-            rollup_add(lane=lane, at=now, suppressed=n)
+        record_counts(at=now, totals_counts=counts,
+                      minutes={(lane, ""): {"suppressed": n} for lane, n in moved.items()})
 
     if connection.in_atomic_block:
         # Inside the caller's transaction (notify() in an app's own atomic block) these hot rows

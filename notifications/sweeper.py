@@ -20,7 +20,7 @@ from django.utils import timezone
 from notifications import events, totals, transitions
 from notifications.lanes import lane_is_paused
 from notifications.models import CLAIMABLE, DeadReason, Message, Outcome, Status
-from notifications.rollup import rollup_add
+from notifications.rollup import record_counts
 from notifications.wakeups import heartbeat, wake_lane
 
 
@@ -56,8 +56,7 @@ def sweep_lane(lane: str, *, limit: int = 1000) -> SweepReport:
                 counts[(lane, "", "retried", "")] += 1
     # The dashboard's DLQ growth and /metrics count these too (the drain never saw them).
     with transaction.atomic():
-        totals.add(counts)
-        rollup_add(lane=lane, at=now, dead=report.dead)
+        record_counts(at=now, totals_counts=counts, minutes={(lane, ""): {"dead": report.dead}})
     if lane_is_paused(lane):
         return report  # lane_resume wakes it
     if Message.objects.filter(lane=lane, status__in=CLAIMABLE, next_attempt_at__lte=now).exists():

@@ -20,8 +20,9 @@ Rows are keyed (lane, provider, name, label):
     queue_ms    <le> | "sum"    histogram of the time from enqueue to sent, in ms
 
 The rows a statement writes are sorted by key, so two drains that write the same rows lock them
-in the same order and never deadlock. Callers put this just before the LaneMinute rollup, and
-that last in the transaction: the hot rows are then locked only for the commit.
+in the same order and never deadlock. Recorders call it through rollup.record_counts, which
+writes these rows and then the LaneMinute rollup's, always in that order and last in the
+transaction: the hot rows are then locked only for the commit.
 """
 
 from __future__ import annotations
