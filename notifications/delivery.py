@@ -44,10 +44,11 @@ from functools import lru_cache
 from typing import Any
 from uuid import UUID, uuid4
 
+import psycopg
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db import connection as db_connection
-from django.db import transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
@@ -634,17 +635,30 @@ def drain_lane(
 
 
 _DUE_NOW = (
-    f'SELECT 1 FROM "{Message._meta.db_table}" WHERE "lane" = %s AND "status" IN (%s, %s) '
+    f'SELECT 1 FROM "{Message._meta.db_table}" WHERE "lane" = %s AND "status" IN '
+    f"({', '.join(repr(str(s.value)) for s in CLAIMABLE)}) "
     'AND "next_attempt_at" <= %s LIMIT 1'
 )
 
 
 def _due_now(lane: str) -> bool:
-    """Is any message of `lane` due? One probe of the partial claim index, in plain SQL: it is
-    asked every few tens of ms while a drain waits for mail (the ORM's version cost ~5x the
-    CPU, and a claim ~10x)."""
-    with db_connection.cursor() as cursor:
-        cursor.execute(_DUE_NOW, [lane, *[s.value for s in CLAIMABLE], timezone.now()])
+    """Is any message of `lane` due? One probe of the partial claim index, asked every few tens
+    of ms by each waiting drain (~4 per transactional email at 20 emails/s; the ORM's version
+    cost ~5x the CPU, and a claim ~10x).
+
+    On PostgreSQL a prepared statement on the connection's own psycopg cursor: no SQL text to
+    interpolate on our side, none to parse and plan on the server's. The statuses are literals
+    in its text, so that the prepared (generic) plan still matches the partial index.
+    """
+    now = timezone.now()
+    conn = connections[DEFAULT_DB_ALIAS]  # once: each lookup through the proxy costs ~5 µs
+    if conn.vendor == "postgresql":
+        conn.ensure_connection()
+        with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cur:
+            cur.execute(_DUE_NOW, (lane, now), prepare=True)
+            return cur.fetchone() is not None
+    with conn.cursor() as cursor:
+        cursor.execute(_DUE_NOW, [lane, now])
         return cursor.fetchone() is not None
 
 

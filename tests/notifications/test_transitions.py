@@ -148,3 +148,113 @@ def test_a_postgresql_claim_picks_its_rows_once_whatever_the_plan(django_db_bloc
     assert {index for _, index in outer if index} == {"notifications_message_pkey"}, outer
     assert "Seq Scan" not in {kind for kind, _ in outer}, outer
     assert Message.objects.filter(status=Status.PROCESSING).count() == 10
+
+
+def test_mark_sent_keeps_our_id_where_the_provider_gave_none_and_stores_theirs() -> None:
+    """One statement on PostgreSQL (two arrays), the ORM elsewhere: the same result."""
+    queued = [notify(event="order.placed", to=to, data=ORDER).pk
+              for to in ("ours@example.com", "theirs@example.com")]
+    ours, theirs = sorted((m for m in claim_batch("transactional", 10) if m.pk in queued),
+                          key=lambda m: m.pk)
+    moved = transitions.mark_sent([ours.pk, theirs.pk], token=ours.lease_token,
+                                  provider="default", provider_ids={theirs.pk: "esp-42"})
+    assert moved == 2
+    for message, esp_id in ((ours, ""), (theirs, "esp-42")):
+        row = fresh(message)
+        assert (row.status, row.provider, row.provider_message_id, row.lease_until,
+                row.last_error) == (Status.SENT, "default", esp_id, None, "")
+        assert row.sent_at is not None
+    # Sent is final for this transition: a second call moves nothing, and changes no id.
+    assert transitions.mark_sent([theirs.pk], token=ours.lease_token, provider="default",
+                                 provider_ids={theirs.pk: "esp-43"}) == 0
+    assert fresh(theirs).provider_message_id == "esp-42"
+
+
+def _plan(sql: str, params: list[Any], *, generic: bool = False) -> dict[str, Any]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if not generic:
+            cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+            return cursor.fetchone()[0][0]["Plan"]
+        # What a prepared statement runs once PostgreSQL settles on a generic plan: the
+        # parameters unknown to the planner.
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute("PREPARE probe_plan(text, timestamptz) AS "
+                       + sql.replace("%s", "$1", 1).replace("%s", "$2", 1))
+        cursor.execute("EXPLAIN (FORMAT JSON) EXECUTE probe_plan(%s, %s)", params)
+        plan = cursor.fetchone()[0][0]["Plan"]
+        cursor.execute("DEALLOCATE probe_plan")
+        return plan
+
+
+def _scans(node: dict[str, Any]) -> list[tuple[str, str]]:
+    found = [(node["Node Type"], node.get("Index Name", ""))] if "Scan" in node["Node Type"] \
+        else []
+    for child in node.get("Plans", []):
+        found += _scans(child)
+    return found
+
+
+def test_a_postgresql_due_probe_stays_on_the_claim_index_once_prepared() -> None:
+    """The waiting drains' probe is a prepared statement: its generic plan knows neither lane nor
+    time, and must still match the partial claim index (statuses are literals in its text; as
+    parameters a generic plan could not prove the index's WHERE and would scan the table)."""
+    from django.db import connection
+
+    from notifications.delivery import _DUE_NOW, _due_now
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the prepared probe is PostgreSQL's")
+    assert _due_now("transactional") is False
+    notify(event="order.placed", to="due@example.com", data=ORDER)
+    assert _due_now("transactional") is True and _due_now("bulk") is False
+    plan = _plan(_DUE_NOW, ["transactional", timezone.now()], generic=True)
+    assert _scans(plan) == [("Index Only Scan", "message_due_idx")], _scans(plan)
+
+
+def test_a_postgresql_mark_sent_finds_its_rows_by_primary_key() -> None:
+    from django.db import connection
+
+    from notifications.services import notify_many
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement mark_sent is PostgreSQL's")
+    notify_many([{"event": "marketing.newsletter", "to": f"r{i}@example.com",
+                  "data": {"headline": "h", "body": "b"}} for i in range(3000)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE notifications_message")
+    batch = claim_batch("bulk", 200)
+    token, pks = batch[0].lease_token, [m.pk for m in batch]
+    params = ["sent", timezone.now(), timezone.now(), "default", pks,
+              [None] * 100 + ["esp"] * 100, pks, token, ["processing"]]
+    scans = _scans(_plan(transitions._mark_sent_sql(), params))
+    assert ("Index Scan", "notifications_message_pkey") in scans, scans
+    assert all(kind != "Seq Scan" for kind, _ in scans), scans
+
+
+def test_a_postgresql_move_finds_its_rows_by_primary_key_not_among_all_in_flight() -> None:
+    """With `processing` rare in the statistics, `status IN ('processing')` made PostgreSQL scan
+    the status index for every in-flight row of every lane and filter by id: one transactional
+    email's retry read all the rows a bulk burst had in flight."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from notifications.services import notify_many
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's planner")
+    notify_many([{"event": "marketing.newsletter", "to": f"r{i}@example.com",
+                  "data": {"headline": "h", "body": "b"}} for i in range(3000)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE notifications_message")
+    claim_batch("bulk", 500)  # a burst in flight
+    message = claimed()
+    with CaptureQueriesContext(connection) as queries:
+        assert transitions.schedule_retry(message.pk, token=message.lease_token,
+                                          due=timezone.now(), error="503") == 1
+    [update] = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + update)
+        scans = _scans(cursor.fetchone()[0][0]["Plan"])
+    assert scans == [("Index Scan", "notifications_message_pkey")], scans
