@@ -111,7 +111,8 @@ def isolation_plot(path: Path, out: Path) -> None:
     left.legend(handles[0] + more[0], handles[1] + more[1], fontsize=8, loc="upper center",
                 bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     left.set_title(f"Burst: {burst['bulk']['posted']:,} newsletters drained at "
-                   f"{burst['bulk']['rate']:,.0f}/s (alone: {data['bulk_alone']['rate']:,.0f}/s)",
+                   f"{burst['bulk']['rate']:,.0f}/s (alone: "
+                   f"{data.get('bulk_alone_rate', data['bulk_alone']['rate']):,.0f}/s)",
                    fontsize=10)
 
     # Right: the distribution, alone against during the burst.
