@@ -159,6 +159,10 @@ def main() -> int:
             return timers.wrap(f"  move({name!r})", original_move)(name, *a, **k)
 
         transitions._move = move
+        # On PostgreSQL mark_sent is its own statement, not a _move.
+        original_mark_sent_pg = transitions._mark_sent_pg
+        transitions._mark_sent_pg = timers.wrap(  # type: ignore[assignment]
+            "  move('mark_sent')", original_mark_sent_pg)
         backend_pid = bench.sql("SELECT pg_backend_pid()")[0][0]
         pg0 = procstat.process_cpu_seconds(backend_pid)
         w0, c0 = time.perf_counter(), time.process_time()
@@ -170,6 +174,7 @@ def main() -> int:
             setattr(delivery, name, func)
         Sender.send = original_send  # type: ignore[method-assign]
         transitions._move = original_move
+        transitions._mark_sent_pg = original_mark_sent_pg
         n = report.sent
         if n != args.messages:
             say(f"WARNING: drain sent {n} of {args.messages}: {report.as_dict()}")

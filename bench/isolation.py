@@ -736,7 +736,8 @@ def report(args: argparse.Namespace, solo_tx: dict, solo_bulk: dict, burst: dict
     solo = solo_rate(solo_bulk, solo_after)
     share = bulk["rate"] / solo if solo else 0.0
     ok_p99 = tx["p99_ms"] < GOAL_P99_MS
-    ok_share = share >= GOAL_BULK_SHARE
+    # Both references must have delivered: a lost after-phase (rate 0) must not halve the mean.
+    ok_share = share >= GOAL_BULK_SHARE and solo_bulk["rate"] > 0 and solo_after["rate"] > 0
     sane = all(p["lost"] == 0 and p["duplicated"] == 0
                for p in (solo_tx, solo_bulk, tx, bulk, solo_after)) \
         and not solo_tx["refused"] and not tx["refused"] and not solo_bulk["errors"] \
@@ -820,8 +821,10 @@ def report(args: argparse.Namespace, solo_tx: dict, solo_bulk: dict, burst: dict
         f"{bulk['rate'] / max(solo_after['rate'], 1e-9):.0%})",
         f"- every message delivered exactly once, none refused: "
         f"{'yes' if sane else 'NO'} (lost tx {solo_tx['lost']}/{tx['lost']}, bulk "
-        f"{solo_bulk['lost']}/{bulk['lost']}; duplicated tx {solo_tx['duplicated']}/"
-        f"{tx['duplicated']}, bulk {solo_bulk['duplicated']}/{bulk['duplicated']}; refused tx "
+        f"{solo_bulk['lost']}/{bulk['lost']}/{solo_after['lost']}; duplicated tx "
+        f"{solo_tx['duplicated']}/{tx['duplicated']}, bulk {solo_bulk['duplicated']}/"
+        f"{bulk['duplicated']}/{solo_after['duplicated']}; bulk errors "
+        f"{len(solo_bulk['errors'])}/{len(bulk['errors'])}/{len(solo_after['errors'])}; refused tx "
         f"{dict(solo_tx['refused'])}/{dict(tx['refused'])}; bulk 429 "
         f"{solo_bulk['refused_429']}/{bulk['refused_429']})",
         f"- GET /health/ready/ every 0.5 s during the burst: {h['polls']} polls, "

@@ -1,7 +1,8 @@
 """The message lifecycle: ONE table of transitions, one function per transition, and the only code
 that writes `status`.
 
-Each function is a conditional UPDATE, `filter(pk__in=..., status__in=SOURCES).update(...)`, that
+Each function is a conditional UPDATE by primary key whose rows must be in one of the
+transition's SOURCES (`_move`; on PostgreSQL `mark_sent` and `claim_due` are plain SQL), that
 sets every field the transition's meaning needs, so no caller can apply half of one: a release
 always says whether it refunds the attempt, a kill always has a DeadReason, a requeue always
 resets the retry bookkeeping. The row count says how many rows this caller actually moved; a row
@@ -81,8 +82,9 @@ def _move(name: str, where: Q, **fields: Any) -> int:
     Every caller names its rows by primary key, and the planner must find them that way. Written
     as `status IN (...)`, the source condition let PostgreSQL (statistics: `processing` is rare)
     scan the status index for EVERY in-flight row and filter by id: one email's mark_sent read all
-    the rows a bulk burst had in flight. As `status || ''` no index can serve it; it is checked on
-    the rows the primary key found.
+    the rows a bulk burst had in flight. As an expression over the column (Django's Concat with
+    '': `COALESCE(status, '') || ...`, the same test for a NOT NULL column) no index can serve it;
+    it is checked on the rows the primary key found.
     """
     transition = TRANSITIONS[name]
     return Message.objects.filter(where, _status_in(transition.sources)).update(
@@ -178,13 +180,15 @@ def mark_sent(pks: Iterable[int], *, token: UUID, provider: str,
     stored: a 500-branch CASE was a third of a drain's CPU.
     """
     pks = list(pks)
+    if not pks:
+        return 0
     if connection.vendor == "postgresql":
         return _mark_sent_pg(pks, token, provider, provider_ids or {})
     fields: dict[str, Any] = {"provider": provider}
     if provider_ids:
         fields["provider_message_id"] = Case(
             *[When(pk=pk, then=Value(value)) for pk, value in provider_ids.items()],
-            default=Value(""), output_field=CharField(),
+            default=F("provider_message_id"), output_field=CharField(),
         )
     return _move("mark_sent", _claimed(pks, token), sent_at=timezone.now(), lease_until=None,
                  last_error="", **fields)
@@ -198,15 +202,18 @@ def _mark_sent_pg(pks: list[int], token: UUID, provider: str,
     The ORM's UPDATE plus a second UPDATE for the ESP ids cost ~1 ms of CPU per chunk to build,
     which the transactional lane (a chunk per email or two) paid per email.
     """
+    with connection.cursor() as cursor:
+        cursor.execute(_mark_sent_sql(), _mark_sent_params(pks, token, provider, provider_ids))
+        return cursor.rowcount
+
+
+def _mark_sent_params(pks: list[int], token: UUID, provider: str,
+                      provider_ids: Mapping[int, str]) -> list[Any]:
     transition = TRANSITIONS["mark_sent"]
     now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(_mark_sent_sql(), [
-            transition.target.value, now, now, provider, pks,
+    return [transition.target.value, now, now, provider, pks,
             [provider_ids.get(pk) for pk in pks], pks, token,
-            [source.value for source in transition.sources],
-        ])
-        return cursor.rowcount
+            [source.value for source in transition.sources]]
 
 
 @functools.cache
