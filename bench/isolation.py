@@ -725,8 +725,8 @@ def fmt_ms(v: float) -> str:
 
 def solo_rate(before: dict, after: dict) -> float:
     """Bulk alone, the reference of the bulk share: the mean of the runs before and after the
-    burst. This host's speed drifts by more than the goal's margin within minutes (another VM's
-    load: see the steal figures), so one solo run before the burst is a biased reference."""
+    burst. This host's speed drifts by more than the goal's margin within minutes (with or
+    without steal to show for it), so one solo run before the burst is a biased reference."""
     return (before["rate"] + after["rate"]) / 2
 
 

@@ -155,30 +155,24 @@ class MachineMeter:
     """Busy CPU of the whole machine over a window (from /proc/stat), in seconds."""
 
     @staticmethod
-    def _fields() -> list[int]:
+    def _ticks() -> tuple[int, int]:
+        """(busy, steal) clock ticks since boot."""
         with open("/proc/stat") as f:
-            return [int(x) for x in f.readline().split()[1:9]]
-
-    @classmethod
-    def _busy(cls) -> int:
-        fields = cls._fields()
-        # user nice system idle iowait irq softirq steal (guest time is already in user). Only
-        # user+nice+system: interrupt time (loopback traffic's softirq) belongs to no process.
-        return fields[0] + fields[1] + fields[2]
+            fields = [int(x) for x in f.readline().split()[1:9]]
+        # user nice system idle iowait irq softirq steal (guest time is already in user). Busy is
+        # only user+nice+system: interrupt time (loopback traffic's softirq) belongs to no
+        # process. Steal: time the hypervisor ran something else while this VM wanted a CPU.
+        return fields[0] + fields[1] + fields[2], fields[7]
 
     def start(self) -> None:
         self._t0, self._self0 = _now(), _self_cpu()
-        fields = self._fields()
-        self._b0, self._steal0 = fields[0] + fields[1] + fields[2], fields[7]
+        self._b0, self._steal0 = self._ticks()
 
     def stop(self) -> dict[str, float]:
         elapsed = _now() - self._t0
-        fields = self._fields()
-        # steal: time the hypervisor ran something else while this VM wanted a CPU (a shared
-        # host's noise, in no process's figures).
-        return {"elapsed": elapsed,
-                "busy": (fields[0] + fields[1] + fields[2] - self._b0) / CLK_TCK,
-                "steal": (fields[7] - self._steal0) / CLK_TCK,
+        busy, steal = self._ticks()
+        return {"elapsed": elapsed, "busy": (busy - self._b0) / CLK_TCK,
+                "steal": (steal - self._steal0) / CLK_TCK,
                 "bench_process": _self_cpu() - self._self0}
 
 
