@@ -57,11 +57,11 @@ from notifications import events, lookups, totals, transitions, unsubscribe
 from notifications.content import message_render, versions_for
 from notifications.errors import RENDER, SendResult
 from notifications.flow import Gate, ProviderFlow
+from notifications.inserts import AttemptRow, insert_attempts
 from notifications.lanes import lane_is_paused
 from notifications.models import (
     CLAIMABLE,
     DeadReason,
-    DeliveryAttempt,
     EventType,
     Message,
     Outcome,
@@ -262,7 +262,7 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
     for o in outcomes:
         if o.result.outcome == Outcome.SENT:
             sent_by.setdefault(o.provider, []).append(o)
-    attempt_rows = []
+    attempt_rows: list[AttemptRow] = []
     counts: Counter[totals.Key] = Counter()
     # The rollup's counts per provider: (provider, "sent" | "failed" | "dead").
     rolled: Counter[tuple[str, str]] = Counter()
@@ -300,18 +300,13 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
                 logged.append(_event(outcome, moved, lane))
             if provider:  # a request was made (not a render failure)
                 totals.observe(counts, lane, provider, "send_ms", outcome.duration_ms)
-            attempt_rows.append(
-                DeliveryAttempt(
-                    message_id=message.pk, number=message.attempts, started_at=outcome.started_at,
-                    duration_ms=outcome.duration_ms, outcome=result.outcome,
-                    error_class=result.error_class[:200], error_code=result.error_code[:40],
-                    error_message=result.error_message,
-                    provider_message_id=result.provider_message_id[:200],
-                    provider=outcome.provider,
-                    worker=_worker_name(),
-                )
-            )
-        DeliveryAttempt.objects.bulk_create(attempt_rows)
+            attempt_rows.append((  # inserts.ATTEMPT_COLUMNS
+                message.pk, message.attempts, outcome.started_at, outcome.duration_ms,
+                str(result.outcome), result.error_class[:200], result.error_code[:40],
+                result.error_message, result.provider_message_id[:200], outcome.provider,
+                _worker_name(),
+            ))
+        insert_attempts(attempt_rows)
         # Last in the transaction (rollup.record_counts: the lock order every recorder keeps).
         kinds = ("sent", "failed", "dead")
         record_counts(at=now, totals_counts=counts, minutes={

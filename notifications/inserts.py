@@ -1,4 +1,4 @@
-"""Writing new Message rows, the hot path of ingest.
+"""Writing new rows on the hot paths: Messages at ingest, DeliveryAttempts after each send.
 
 On PostgreSQL a batch is written with COPY (ids taken from the table's sequence in one query
 first, so the caller still gets every message's id), and a single message with one prepared
@@ -7,10 +7,15 @@ a 1,000-event batch's CPU. Other databases (SQLite in development) use the ORM a
 
 A unique-constraint violation (an idempotency key stored meanwhile by another request) surfaces
 as django.db.IntegrityError either way, and nothing of the batch is written.
+
+Attempts are written on PostgreSQL as one `INSERT ... SELECT FROM unnest(arrays)` of fixed
+text, whatever their number: the transactional lane records one or two per chunk, and the ORM's
+bulk_create (model instances, then compiling the INSERT) cost ~0.8 ms of CPU each time.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -20,7 +25,7 @@ from django.db import IntegrityError, connections, router
 from django.db.models.base import ModelState
 from django.utils import timezone
 
-from notifications.models import Message
+from notifications.models import DeliveryAttempt, Message
 
 _CONCRETE = Message._meta.concrete_fields
 _CALLABLE_DEFAULTS = [f for f in _CONCRETE if f.has_default() and callable(f.default)]
@@ -95,3 +100,41 @@ def insert_messages(messages: Sequence[Message]) -> None:
     except psycopg.IntegrityError as exc:  # COPY bypasses Django's error wrapping
         raise IntegrityError(*exc.args) from exc
     _saved(messages, ids)
+
+
+# A DeliveryAttempt row, in the order of ATTEMPT_COLUMNS.
+AttemptRow = tuple[int, int, Any, int, str, str, str, str, str, str, str]
+ATTEMPT_COLUMNS = ("message_id", "number", "started_at", "duration_ms", "outcome", "error_class",
+                   "error_code", "error_message", "provider_message_id", "provider", "worker")
+
+
+def insert_attempts(rows: Sequence[AttemptRow]) -> None:
+    """Insert DeliveryAttempt rows given as tuples (ATTEMPT_COLUMNS order). On PostgreSQL one
+    statement whatever their number, each column travelling as one array; elsewhere the ORM."""
+    if not rows:
+        return
+    connection = connections[router.db_for_write(DeliveryAttempt)]
+    if connection.vendor != "postgresql":
+        DeliveryAttempt.objects.bulk_create(
+            [DeliveryAttempt(**dict(zip(ATTEMPT_COLUMNS, row, strict=True))) for row in rows])
+        return
+    with connection.cursor() as cursor:
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        cursor.execute(_attempts_sql(connection.alias), columns)
+
+
+@functools.cache
+def _attempts_sql(alias: str) -> str:
+    connection = connections[alias]
+    by_attname = {field.attname: field for field in DeliveryAttempt._meta.concrete_fields}
+    fields = [by_attname[name] for name in ATTEMPT_COLUMNS]
+    arrays = ", ".join(f"%s::{_array_type(field, connection)}" for field in fields)
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    return (f"INSERT INTO {connection.ops.quote_name(DeliveryAttempt._meta.db_table)} "
+            f"({columns}) SELECT * FROM unnest({arrays})")
+
+
+def _array_type(field: Any, connection: Any) -> str:
+    # rel_db_type for a foreign key (the referenced key's type, without its identity clause).
+    kind = field.rel_db_type(connection) if field.is_relation else field.db_type(connection)
+    return f"{kind.split(' CHECK')[0]}[]"

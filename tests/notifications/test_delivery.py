@@ -473,3 +473,25 @@ def test_batches_claimed_while_sends_are_in_flight_are_each_recorded_against_the
     accepted = postmark.count_accepted_by_message_id()
     assert all(accepted[message_id_for(m.pk)] == 1 for m in messages)
     assert postmark.max_in_flight == 4
+
+
+def test_attempt_rows_store_every_field_exactly() -> None:
+    """insert_attempts (one unnest INSERT on PostgreSQL, the ORM elsewhere) writes what it is
+    given: awkward text, an empty provider, several rows at once, none at all."""
+    from notifications.inserts import ATTEMPT_COLUMNS, insert_attempts
+
+    first, second = order("ann@example.com"), order("bob@example.com")
+    started = timezone.now() - timedelta(seconds=3)
+    rows = [
+        (first.pk, 1, started, 52, "sent", "", "", "", "pm-1", "primary", "host:1"),
+        (first.pk, 2, started + timedelta(seconds=1), 0, "transient", "ConnectionError",
+         "503", "Tab\there\nnew line \\ back \\N \"quoted\" ü 🎉 {x}", "", "", "host:2"),
+        (second.pk, 1, started, 70_000, "unknown", "x" * 200, "y" * 40, "", "", "secondary",
+         "w" * 100),
+    ]
+    insert_attempts([])
+    insert_attempts(rows)
+
+    stored = list(DeliveryAttempt.objects.order_by("message_id", "number")
+                  .values_list(*ATTEMPT_COLUMNS))
+    assert stored == rows
