@@ -53,7 +53,7 @@ from django.db.models import Min, Q
 from django.utils import timezone
 
 from dlq.signatures import failure_signature
-from notifications import events, lookups, totals, transitions, unsubscribe
+from notifications import events, listener, lookups, totals, transitions, unsubscribe
 from notifications.content import message_render, versions_for
 from notifications.errors import RENDER, SendResult
 from notifications.flow import Gate, ProviderFlow
@@ -548,22 +548,33 @@ def drain_lane(
     providers = configured()
     several = len(providers) > 1  # with one, pins do not matter: there is nowhere else to go
     flows = {p.name: ProviderFlow(p.name) for p in providers}
+    watch = listener.watch(lane)  # None: poll (SQLite, NOTIFY_DRAIN_LISTEN off)
     wake_taken(lane)
+    full = False  # the last claim took all it asked for: more may be due, notified or not
 
     def claim(limit: int, provider: Provider, *, unpinned: bool,
               fresh_first: bool = False) -> list[Message]:
+        nonlocal full
         batch = claim_batch(lane, limit, provider=provider.name if several else None,
                             unpinned=unpinned, fresh_first=fresh_first)
-        if len(batch) == limit and not fresh_first:
+        full = len(batch) == limit
+        if full and not fresh_first:
             wake_lane(lane)  # more is waiting: let another worker join in
         return batch
 
     def refill_for(provider: Provider, unpinned: bool) -> Callable[[], list[Message]]:
         def refill() -> list[Message]:
             """The next batch, claimed while this one's last sends are in flight (asked every
-            REFILL_POLL while nothing is due: a one-row index probe first, not a claim)."""
+            REFILL_POLL while nothing is due: when listening, only after a notification or
+            RECHECK_SECONDS; then a one-row index probe first, not a claim)."""
             if (time.monotonic() >= deadline or flows[provider.name].open
-                    or lane_is_paused(lane) or not _due_now(lane)):
+                    or lane_is_paused(lane)):
+                return []
+            if watch is not None:
+                if not (full or watch.changed()):
+                    return []
+                watch.look()
+            if not _due_now(lane):
                 return []
             batch = claim(batch_size, provider, unpinned=unpinned)
             report.batches += bool(batch)
@@ -597,6 +608,8 @@ def drain_lane(
                 continue
             first = next((p for p, gate in usable if gate is Gate.ALLOW), None)
             claimed = False
+            if watch is not None:
+                watch.look()
             for provider, gate in usable:
                 probe = gate is Gate.PROBE
                 unpinned = probe or provider is first
@@ -618,7 +631,7 @@ def drain_lane(
                 continue
             # Nothing claimable now: wait (cheaply) for something due, or end.
             idle_since = time.monotonic() if idle_since is None else idle_since
-            if not _await_due(lane, deadline, idle_since + conf["DRAIN_IDLE_SECONDS"]):
+            if not _await_due(lane, deadline, idle_since + conf["DRAIN_IDLE_SECONDS"], watch):
                 break
     # The budget ran out with work due (messages handed back at the deadline, or never claimed):
     # the next drain starts now, not at the next sweep.
@@ -663,38 +676,52 @@ def _next_due(lane: str) -> datetime | None:
     )["due"]
 
 
-def _await_due(lane: str, deadline: float, linger_until: float) -> bool:
+def _await_due(lane: str, deadline: float, linger_until: float,
+               watch: listener.Watch | None = None) -> bool:
     """Wait until a message of `lane` is due: True to claim again, False to end the drain.
 
-    Until `linger_until` (NOTIFY_DRAIN_IDLE_SECONDS after the drain ran out of work) it looks
-    every IDLE_POLL with one query, so mail that arrives meanwhile goes out over this drain's
-    open connections within that, where a new drain would wait for the broker's poll and open
-    new ones. After that it stays only for a retry due within the budget (picked up here rather
-    than by the next sweep), looking at least every second. Something due that could not be
-    claimed (locked by another drain, pinned to a provider that is down) is tried again after
-    IDLE_POLL, not at once.
+    Until `linger_until` (NOTIFY_DRAIN_IDLE_SECONDS after the drain ran out of work) it waits
+    for new mail, so mail that arrives meanwhile goes out over this drain's open connections
+    within milliseconds, where a new drain would wait for the broker's poll and open new ones:
+    listening (`watch`, PostgreSQL), it sleeps until a wake-up's notification (or
+    RECHECK_SECONDS) and then probes once; polling, it probes every IDLE_POLL. After that it
+    stays only for a retry due within the budget (picked up here rather than by the next
+    sweep), looking at least every second. Something due that could not be claimed (locked by
+    another drain, pinned to a provider that is down) is tried again after IDLE_POLL when
+    polling, after RECHECK_SECONDS when listening.
     """
     first = True
     while True:
-        if not first and _due_now(lane):
-            return True
-        if time.monotonic() < linger_until:
+        if not first and (watch is None or watch.changed()):
+            if watch is not None:
+                watch.look()
+            if _due_now(lane):
+                return True
+        now = time.monotonic()
+        if now < linger_until:
             pause = IDLE_POLL
+            if watch is not None and watch.listening():
+                pause = max(IDLE_POLL, min(linger_until - now, listener.RECHECK_SECONDS,
+                                           deadline - now - IDLE_POLL))
         else:
             next_due = _next_due(lane)
             wait = (next_due - timezone.now()).total_seconds() if next_due is not None \
                 else float("inf")
-            if wait > deadline - time.monotonic():
+            if wait > deadline - now:
                 return False
             pause = min(max(wait, IDLE_POLL), 1.0)
-        if not _linger(deadline, pause):
+        if not _linger(deadline, pause, watch):
             return False
         first = False
 
 
-def _linger(deadline: float, seconds: float) -> bool:
-    """Sleep `seconds` if the budget allows; False when the drain should end instead."""
+def _linger(deadline: float, seconds: float, watch: listener.Watch | None = None) -> bool:
+    """Sleep `seconds` (less if `watch` hears a wake-up) if the budget allows; False when the
+    drain should end instead."""
     if time.monotonic() + seconds >= deadline:
         return False
-    time.sleep(seconds)
+    if watch is not None:
+        watch.wait(seconds)
+    else:
+        time.sleep(seconds)
     return True

@@ -127,9 +127,9 @@ def insert_attempts(rows: Sequence[AttemptRow]) -> None:
 def _attempts_sql(alias: str) -> str:
     connection = connections[alias]
     by_attname = {field.attname: field for field in DeliveryAttempt._meta.concrete_fields}
-    fields = [by_attname[name] for name in ATTEMPT_COLUMNS]
+    fields = [by_attname[name] for name in ATTEMPT_COLUMNS]  # all concrete: each has a column
     arrays = ", ".join(f"%s::{_array_type(field, connection)}" for field in fields)
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
     return (f"INSERT INTO {connection.ops.quote_name(DeliveryAttempt._meta.db_table)} "
             f"({columns}) SELECT * FROM unnest({arrays})")
 

@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from notifications import listener
 from notifications.models import LaneState
 
 logger = logging.getLogger(__name__)
@@ -50,24 +51,40 @@ def wake_lane(lane: str, *, force: bool = False) -> bool:
 
 
 @functools.cache
-def _flip_sql() -> str:
+def _flip_sql(listen: bool, atomic: bool) -> str:
     q = connection.ops.quote_name
-    return (
+    flip = (
         f"UPDATE {q(LaneState._meta.db_table)} SET {q('wake_pending')} = %s, "
         f"{q('wake_requested_at')} = %s WHERE {q('lane')} = %s AND {q('wake_pending')} = %s"
     )
+    if not listen:
+        return flip
+    # The same statement wakes drains waiting on LISTEN (notifications/listener.py). NOTIFY takes
+    # PostgreSQL's global notify lock from commit until the commit is flushed; in autocommit this
+    # statement is its own transaction, so it commits without waiting for the flush (the flag and
+    # the notification are hints: a crash that loses them costs latency, the sweeper wakes the
+    # lane). Inside a caller's transaction that setting would apply to all of it: not there.
+    asynchronous = "" if atomic else ", set_config('synchronous_commit', 'off', true)"
+    return (f"WITH flipped AS ({flip} RETURNING 1) "
+            f"SELECT (SELECT count(*) FROM flipped), pg_notify(%s, ''){asynchronous}")
 
 
 def _flip(lane: str) -> int:
-    """wake_pending False -> True for `lane`; 1 if this call flipped it, else 0.
+    """wake_pending False -> True for `lane`; 1 if this call flipped it, else 0. On PostgreSQL
+    (NOTIFY_DRAIN_LISTEN) also notifies the lane's waiting drains, flipped or not.
 
     Runs after every enqueue: plain SQL, because building the same conditional UPDATE through
     the ORM cost more CPU than PostgreSQL spent executing it.
     """
     now = connection.ops.adapt_datetimefield_value(timezone.now())
+    listen = listener.enabled()
     with connection.cursor() as cursor:
-        cursor.execute(_flip_sql(), [True, now, lane, False])
-        return cursor.rowcount
+        if not listen:
+            cursor.execute(_flip_sql(False, False), [True, now, lane, False])
+            return cursor.rowcount
+        cursor.execute(_flip_sql(True, connection.in_atomic_block),
+                       [True, now, lane, False, listener.channel(lane)])
+        return int(cursor.fetchone()[0])
 
 
 def wake_taken(lane: str) -> None:

@@ -259,6 +259,9 @@ NOTIFY: dict[str, Any] = {
     # A drain with nothing due stays this long, looking every 25 ms, before it ends: mail that
     # arrives meanwhile goes out over its open connections instead of waiting for a new drain.
     "DRAIN_IDLE_SECONDS": env_float("NOTIFY_DRAIN_IDLE_SECONDS", 1.0, minimum=0),
+    # Waiting drains sleep on PostgreSQL LISTEN and wake on the NOTIFY of each wake-up instead of
+    # probing the claim index every 25 ms (notifications/listener.py). No effect on SQLite.
+    "DRAIN_LISTEN": env_bool("NOTIFY_DRAIN_LISTEN", True),
     # CPU priority of each lane's qcluster processes (added niceness; notifications/priority.py):
     # bulk yields the CPU to the transactional lane when both want it.
     "LANE_NICE": {

@@ -7,10 +7,18 @@ import pytest
 from django.core import mail
 from django.test import Client
 
-from notifications import lookups, senders
+from notifications import listener, lookups, senders
 from notifications.demo import seed_demo
 from tests.factories import EventTypeFactory, staff
 from tests.fakes.postmark import FakePostmark
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: Any) -> Iterator[None]:
+    """pytest-django's test database, and the lane listener's connection to it closed before
+    the database is dropped (PostgreSQL refuses to drop a database somebody is connected to)."""
+    yield
+    listener.stop()
 
 
 @pytest.fixture(autouse=True)
