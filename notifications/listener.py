@@ -3,7 +3,8 @@
 Every wake-up (wakeups.wake_lane: after an ingest commits, when a claim came back full, when a
 drain hands work back) also runs `pg_notify('notify_lane_<lane>', '')` in the same statement as
 its wake flag. Each worker process that drains keeps ONE extra connection, owned by a daemon
-thread, that LISTENs on every lane's channel and counts the notifications it receives.
+thread, that LISTENs on the channels of the lanes drained in that process and counts the
+notifications it receives.
 
 A drain holds a `Watch` on its lane. Before it looks at the table (a due probe or a claim) it
 calls `look()`, which remembers the count; `changed()` is True once a notification arrived
@@ -55,8 +56,10 @@ class Listener:
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.heard: Counter[str] = Counter()
-        self.epoch = 0  # +1 each time LISTEN is (re)established
+        self.epoch = 0  # +1 each time the connection is (re)established
         self.up = False
+        self.wanted: set[str] = set()  # lanes whose drains run in this process
+        self.listening: set[str] = set()  # of them, LISTENed to on the current connection
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -81,15 +84,22 @@ class Listener:
                 wrapper.ensure_connection()
                 conn = wrapper.connection  # psycopg, autocommit
                 conn.execute(f"SET application_name = '{APPLICATION_NAME}'")
-                for lane in Lane.values:
-                    conn.execute(f"LISTEN {channel(lane)}")
                 with self.cond:
                     self.up, self.epoch = True, self.epoch + 1
                     self.cond.notify_all()
                 backoff = 0.1
                 channels = {channel(lane): lane for lane in Lane.values}
                 while not self._stop.is_set():
-                    for note in conn.notifies(timeout=0.5):
+                    # Only the lanes drained here: a bulk worker is not woken by every password
+                    # reset. A lane asked for meanwhile is listened to within `timeout` below
+                    # (until then its drains poll).
+                    with self.cond:
+                        new = sorted(self.wanted - self.listening)
+                    for lane in new:
+                        conn.execute(f"LISTEN {channel(lane)}")
+                        with self.cond:
+                            self.listening.add(lane)
+                    for note in conn.notifies(timeout=0.2 if new or not self.wanted else 0.5):
                         heard = channels.get(note.channel)
                         if heard is not None:
                             with self.cond:
@@ -102,6 +112,7 @@ class Listener:
             finally:
                 with self.cond:
                     self.up = False
+                    self.listening.clear()
                     self.cond.notify_all()
                 try:
                     wrapper.close()
@@ -149,7 +160,8 @@ class Watch:
     def look(self) -> None:
         """Call before looking at the table."""
         with self._source.cond:
-            self._seen = self._now() if self._source.up else None
+            heard = self._source.up and self.lane in self._source.listening
+            self._seen = self._now() if heard else None
         self._looked = time.monotonic()
 
     def listening(self) -> bool:
@@ -181,4 +193,9 @@ class Watch:
 
 def watch(lane: str) -> Watch | None:
     """A Watch on `lane`, or None where drains must poll (SQLite, DRAIN_LISTEN off)."""
-    return Watch(lane, listener()) if enabled() else None
+    if not enabled():
+        return None
+    source = listener()
+    with source.cond:
+        source.wanted.add(lane)
+    return Watch(lane, source)
