@@ -35,6 +35,7 @@ def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 @pytest.fixture
 def watch(no_wakeups: list[str]) -> Iterator[listener.Watch]:
+    listener.stop()  # a fresh listener: earlier tests' drains asked it for other lanes
     watch = listener.watch("transactional")
     assert watch is not None
 
