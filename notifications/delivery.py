@@ -300,11 +300,11 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
                 logged.append(_event(outcome, moved, lane))
             if provider:  # a request was made (not a render failure)
                 totals.observe(counts, lane, provider, "send_ms", outcome.duration_ms)
-            attempt_rows.append((  # inserts.ATTEMPT_COLUMNS
+            attempt_rows.append((  # inserts.ATTEMPT_COLUMNS, cut to the columns' lengths
                 message.pk, message.attempts, outcome.started_at, outcome.duration_ms,
                 str(result.outcome), result.error_class[:200], result.error_code[:40],
-                result.error_message, result.provider_message_id[:200], outcome.provider,
-                _worker_name(),
+                result.error_message, result.provider_message_id[:200], outcome.provider[:40],
+                _worker_name()[:100],
             ))
         insert_attempts(attempt_rows)
         # Last in the transaction (rollup.record_counts: the lock order every recorder keeps).
@@ -567,6 +567,7 @@ def drain_lane(
             """The next batch, claimed while this one's last sends are in flight (asked every
             REFILL_POLL while nothing is due: when listening, only after a notification or
             RECHECK_SECONDS; then a one-row index probe first, not a claim)."""
+            nonlocal full
             if (time.monotonic() >= deadline or flows[provider.name].open
                     or lane_is_paused(lane)):
                 return []
@@ -575,6 +576,7 @@ def drain_lane(
                     return []
                 watch.look()
             if not _due_now(lane):
+                full = False  # taken by another drain meanwhile: wait to be told again
                 return []
             batch = claim(batch_size, provider, unpinned=unpinned)
             report.batches += bool(batch)
@@ -691,12 +693,14 @@ def _await_due(lane: str, deadline: float, linger_until: float,
     polling, after RECHECK_SECONDS when listening.
     """
     first = True
+    due_by_then = False  # a retry falls due during this pause: nobody will notify it
     while True:
-        if not first and (watch is None or watch.changed()):
+        if not first and (watch is None or due_by_then or watch.changed()):
             if watch is not None:
                 watch.look()
             if _due_now(lane):
                 return True
+        due_by_then = False
         now = time.monotonic()
         if now < linger_until:
             pause = IDLE_POLL
@@ -710,6 +714,7 @@ def _await_due(lane: str, deadline: float, linger_until: float,
             if wait > deadline - now:
                 return False
             pause = min(max(wait, IDLE_POLL), 1.0)
+            due_by_then = wait <= pause
         if not _linger(deadline, pause, watch):
             return False
         first = False

@@ -39,6 +39,13 @@ logger = logging.getLogger(__name__)
 
 RECHECK_SECONDS = 1.0
 APPLICATION_NAME = "notify-lane-listener"
+# The connection only reads, so a peer that vanished without a reset (a failover, a dropped
+# route) would look alive for hours: TCP keepalives find it within ~11 s.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+              "keepalives_count": 3}
+# A connection that was up this long resets the reconnect backoff (one dropped at once, by a
+# proxy or idle_session_timeout, must not reconnect ten times a second).
+STABLE_SECONDS = 10.0
 
 
 def channel(lane: str) -> str:
@@ -80,14 +87,18 @@ class Listener:
         backoff = 0.1
         while not self._stop.is_set():
             wrapper = connections.create_connection(DEFAULT_DB_ALIAS)
+            settings_dict = wrapper.settings_dict  # shared with every other connection: copy
+            wrapper.settings_dict = {**settings_dict,
+                                     "OPTIONS": {**settings_dict.get("OPTIONS", {}), **KEEPALIVES}}
+            connected = time.monotonic()
             try:
                 wrapper.ensure_connection()
                 conn = wrapper.connection  # psycopg, autocommit
                 conn.execute(f"SET application_name = '{APPLICATION_NAME}'")
+                connected = time.monotonic()
                 with self.cond:
                     self.up, self.epoch = True, self.epoch + 1
                     self.cond.notify_all()
-                backoff = 0.1
                 channels = {channel(lane): lane for lane in Lane.values}
                 while not self._stop.is_set():
                     # Only the lanes drained here: a bulk worker is not woken by every password
@@ -118,6 +129,8 @@ class Listener:
                     wrapper.close()
                 except Exception:
                     logger.debug("lane listener: close failed", exc_info=True)
+            if time.monotonic() - connected >= STABLE_SECONDS:
+                backoff = 0.1
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 5.0)
 
@@ -176,19 +189,18 @@ class Watch:
                     or time.monotonic() - self._looked >= RECHECK_SECONDS)
 
     def wait(self, timeout: float) -> None:
-        """Sleep up to `timeout`, less if a notification arrives (or the listener goes down)."""
+        """Sleep up to `timeout`, less if a notification arrives or the listener goes down (the
+        caller then polls). Not listening at the last look: a plain sleep, as the poll did."""
         end = time.monotonic() + timeout
-        left = timeout
         with self._source.cond:
-            while True:
-                left = end - time.monotonic()
-                if left <= 0 or self._seen is None or not self._source.up:
-                    break
-                if self._now() != self._seen:
-                    return
-                self._source.cond.wait(left)
-        if left > 0:  # not listening: sleep as the poll did
-            time.sleep(left)
+            if self._seen is not None:
+                while self._source.up and self._now() == self._seen:
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._source.cond.wait(left)
+                return
+        time.sleep(timeout)
 
 
 def watch(lane: str) -> Watch | None:

@@ -82,7 +82,8 @@ def _flip(lane: str) -> int:
         if not listen:
             cursor.execute(_flip_sql(False, False), [True, now, lane, False])
             return cursor.rowcount
-        cursor.execute(_flip_sql(True, connection.in_atomic_block),
+        own_transaction = connection.get_autocommit() and not connection.in_atomic_block
+        cursor.execute(_flip_sql(True, not own_transaction),
                        [True, now, lane, False, listener.channel(lane)])
         return int(cursor.fetchone()[0])
 

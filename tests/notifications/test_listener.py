@@ -6,13 +6,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
 from notifications import delivery, listener
 from notifications.delivery import drain_lane
+from notifications.models import DeliveryAttempt, Message, Status
 from notifications.services import notify
 from notifications.wakeups import _flip, wake_lane
 
@@ -71,10 +74,20 @@ def test_a_lost_listening_connection_means_polling_until_it_is_back(
     watch: listener.Watch,
 ) -> None:
     watch.look()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                       "WHERE application_name = %s", [listener.APPLICATION_NAME])
-        assert cursor.fetchone() is not None
+
+    def kill() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name = %s", [listener.APPLICATION_NAME])
+            assert cursor.fetchone() is not None
+        connection.close()
+
+    timer = threading.Timer(0.2, kill)
+    started = time.monotonic()
+    timer.start()
+    watch.wait(5.0)  # a drain asleep on the listener when it goes down wakes to poll
+    timer.join()
+    assert time.monotonic() - started < 1.5
 
     # Down: every question says "look at the table", and waits are plain sleeps.
     assert eventually(lambda: not listener.listener().up, timeout=5)
@@ -146,3 +159,20 @@ def test_a_lingering_drain_sends_late_mail_on_its_notification_without_polling(
     assert len(probes) <= 8, probes
     # Sent on the notification (the index probe right after it), not at a RECHECK.
     assert any(0 <= t - arrived[0] < 0.2 for t in probes), (arrived, probes)
+
+
+@pytest.mark.usefixtures("demo")
+def test_a_retry_falling_due_is_sent_on_time_though_nobody_notifies_it(
+    settings: Any, outbox: list[Any], watch: listener.Watch,
+) -> None:
+    """After lingering, a drain waits for the next retry within its budget; the retry's
+    backoff running out sends no notification, so the drain must look when it falls due."""
+    message = notify(event="order.placed", to="retry@example.com", data=ORDER)
+    due = timezone.now() + timedelta(seconds=0.6)
+    Message.objects.filter(pk=message.pk).update(status=Status.RETRY, next_attempt_at=due)
+
+    report = drain_lane("transactional", budget=5)
+
+    assert report.sent == 1
+    attempt = DeliveryAttempt.objects.get(message=message)
+    assert 0 <= (attempt.started_at - due).total_seconds() < 0.3, attempt.started_at - due
