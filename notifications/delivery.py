@@ -571,11 +571,9 @@ def drain_lane(
             if (time.monotonic() >= deadline or flows[provider.name].open
                     or lane_is_paused(lane)):
                 return []
-            if watch is not None:
-                if not (full or watch.changed()):
-                    return []
-                watch.look()
-            if not _due_now(lane):
+            if watch is not None and not (full or watch.changed()):
+                return []
+            if not _look(lane, watch):
                 full = False  # taken by another drain meanwhile: wait to be told again
                 return []
             batch = claim(batch_size, provider, unpinned=unpinned)
@@ -652,9 +650,9 @@ _DUE_NOW = (
 
 
 def _due_now(lane: str) -> bool:
-    """Is any message of `lane` due? One probe of the partial claim index, asked every few tens
-    of ms by each waiting drain (~4 per transactional email at 20 emails/s; the ORM's version
-    cost ~5x the CPU, and a claim ~10x).
+    """Is any message of `lane` due? One probe of the partial claim index, asked by each waiting
+    drain when notified (listener.py) or, polling, every few tens of ms (the ORM's version cost
+    ~5x the CPU, and a claim ~10x).
 
     On PostgreSQL a prepared statement on the connection's own psycopg cursor: no SQL text to
     interpolate on our side, none to parse and plan on the server's. The statuses are literals
@@ -670,6 +668,13 @@ def _due_now(lane: str) -> bool:
     with conn.cursor() as cursor:
         cursor.execute(_DUE_NOW, [lane, now])
         return cursor.fetchone() is not None
+
+
+def _look(lane: str, watch: listener.Watch | None) -> bool:
+    """_due_now, having told `watch` that this look happened (what is notified later is new)."""
+    if watch is not None:
+        watch.look()
+    return _due_now(lane)
 
 
 def _next_due(lane: str) -> datetime | None:
@@ -695,11 +700,8 @@ def _await_due(lane: str, deadline: float, linger_until: float,
     first = True
     due_by_then = False  # a retry falls due during this pause: nobody will notify it
     while True:
-        if not first and (watch is None or due_by_then or watch.changed()):
-            if watch is not None:
-                watch.look()
-            if _due_now(lane):
-                return True
+        if not first and (watch is None or due_by_then or watch.changed()) and _look(lane, watch):
+            return True
         due_by_then = False
         now = time.monotonic()
         if now < linger_until:

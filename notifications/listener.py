@@ -46,6 +46,8 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
 # A connection that was up this long resets the reconnect backoff (one dropped at once, by a
 # proxy or idle_session_timeout, must not reconnect ten times a second).
 STABLE_SECONDS = 10.0
+# How soon a lane first asked for in this process is LISTENed to (its drains poll until then).
+PICKUP_SECONDS = 0.25
 
 
 def channel(lane: str) -> str:
@@ -102,15 +104,14 @@ class Listener:
                 channels = {channel(lane): lane for lane in Lane.values}
                 while not self._stop.is_set():
                     # Only the lanes drained here: a bulk worker is not woken by every password
-                    # reset. A lane asked for meanwhile is listened to within `timeout` below
-                    # (until then its drains poll).
+                    # reset. A lane asked for meanwhile is listened to within PICKUP_SECONDS.
                     with self.cond:
                         new = sorted(self.wanted - self.listening)
                     for lane in new:
                         conn.execute(f"LISTEN {channel(lane)}")
                         with self.cond:
                             self.listening.add(lane)
-                    for note in conn.notifies(timeout=0.2 if new or not self.wanted else 0.5):
+                    for note in conn.notifies(timeout=PICKUP_SECONDS):
                         heard = channels.get(note.channel)
                         if heard is not None:
                             with self.cond:
