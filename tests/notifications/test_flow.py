@@ -127,6 +127,34 @@ def test_only_one_worker_wins_the_probe_and_its_answer_closes_it_for_all(
     assert one.permit() is Gate.ALLOW and two.permit() is Gate.ALLOW
 
 
+def test_a_drain_that_saw_it_healthy_just_now_claims_without_asking_again(
+    store: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A healthy provider costs one read per REFRESH_SECONDS, not one per claim; another
+    worker's opening is seen once that view is older than REFRESH_SECONDS."""
+    reads: list[str] = []
+    real = flow._through_store
+
+    def counted(op: str, *args: Any) -> Any:
+        reads.append(op)
+        return real(op, *args)
+
+    monkeypatch.setattr(flow, "_through_store", counted)
+    clock = [1000.0]
+    monkeypatch.setattr(flow.time, "monotonic", lambda: clock[0])
+    mine, other = ProviderFlow("p1"), ProviderFlow("p1")
+
+    assert mine.permit() is Gate.ALLOW and reads == ["read"]  # a new drain reads first
+    clock[0] += flow.REFRESH_SECONDS / 2
+    assert mine.permit() is Gate.ALLOW and reads == ["read"]  # seen healthy just now
+
+    other.report([FAIL] * 4)  # another worker opens it
+    assert mine.permit() is Gate.ALLOW  # the view is still fresh: at most REFRESH_SECONDS late
+    clock[0] += flow.REFRESH_SECONDS / 2
+    assert mine.permit() is Gate.DENY
+    assert mine.permit() is Gate.DENY and reads[-2:] == ["read", "read"]  # open: read each time
+
+
 def test_a_hold_reported_by_one_worker_is_seen_by_another(store: str) -> None:
     ProviderFlow("p1").report([], throttle=3.0)
 
