@@ -258,6 +258,9 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
     if not outcomes:
         return report
     now = timezone.now()
+    lane = outcomes[0].message.lane  # one claim is one lane
+    if _in_one_statement(outcomes):
+        return _record_all_sent(outcomes, token, now, lane, report)
     sent_by: dict[str, list[Attempted]] = {}
     for o in outcomes:
         if o.result.outcome == Outcome.SENT:
@@ -268,24 +271,21 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
     rolled: Counter[tuple[str, str]] = Counter()
     logged: list[tuple[str, dict[str, Any]]] = []
     log = events.enabled()
-    lane = outcomes[0].message.lane  # one claim is one lane
     with transaction.atomic():
         for provider, sent in sent_by.items():
             marked = transitions.mark_sent(
                 [o.message.pk for o in sent], token=token, provider=provider,
-                provider_ids={o.message.pk: o.result.provider_message_id for o in sent
-                              if o.result.provider_message_id != message_id_for(o.message.pk)},
-            )
+                provider_ids=_provider_ids(sent))
             report.sent += marked
             rolled[(provider, "sent")] += marked
             # What this claim marked: a message whose lease was lost meanwhile was taken back
             # (and counted) by the sweeper, and is counted again when it is sent again.
             counts[(lane, provider, "sent", "")] += marked
         for outcome in outcomes:
-            message, result, provider = outcome.message, outcome.result, outcome.provider
+            result, provider = outcome.result, outcome.provider
             if result.outcome != Outcome.SENT:
                 counts[(lane, provider, "failed", result.outcome)] += 1
-                moved = _record_failure(message, result, token, now, report, provider)
+                moved = _record_failure(outcome.message, result, token, now, report, provider)
                 if moved == RETRIED:
                     counts[(lane, provider, "retried", "")] += 1
                     rolled[(provider, "failed")] += 1
@@ -294,18 +294,10 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
                     rolled[(provider, "dead")] += 1
             else:
                 moved = "sent"
-                totals.observe(counts, lane, provider, "queue_ms",
-                               int((now - message.created_at).total_seconds() * 1000))
+            _observe(counts, outcome, lane, now)
             if log and moved:
                 logged.append(_event(outcome, moved, lane))
-            if provider:  # a request was made (not a render failure)
-                totals.observe(counts, lane, provider, "send_ms", outcome.duration_ms)
-            attempt_rows.append((  # inserts.ATTEMPT_COLUMNS, cut to the columns' lengths
-                message.pk, message.attempts, outcome.started_at, outcome.duration_ms,
-                str(result.outcome), result.error_class[:200], result.error_code[:40],
-                result.error_message, result.provider_message_id[:200], outcome.provider[:40],
-                _worker_name()[:100],
-            ))
+            attempt_rows.append(_attempt_row(outcome))
         insert_attempts(attempt_rows)
         # Last in the transaction (rollup.record_counts: the lock order every recorder keeps).
         kinds = ("sent", "failed", "dead")
@@ -313,12 +305,69 @@ def record_outcomes(outcomes: Sequence[Attempted], token: UUID) -> DrainReport:
             (lane, provider): {kind: rolled[(provider, kind)] for kind in kinds}
             for provider in {p for p, _ in rolled}})
     if log:  # committed
-        events.emit_all(logged)
-        events.emit("drain.chunk", lane=lane, providers=",".join(sorted(
-            {o.provider for o in outcomes if o.provider})), messages=len(outcomes),
-            sent=report.sent, retried=report.retried, dead=report.dead,
-            record_ms=int((timezone.now() - now).total_seconds() * 1000))
+        _log_chunk(logged, outcomes, report, lane, now)
     return report
+
+
+def _in_one_statement(outcomes: Sequence[Attempted]) -> bool:
+    """Whether `outcomes` may be recorded by _record_all_sent: on PostgreSQL, every email sent
+    through one provider."""
+    return (db_connection.vendor == "postgresql" and len({o.provider for o in outcomes}) == 1
+            and all(o.result.outcome == Outcome.SENT for o in outcomes))
+
+
+def _record_all_sent(outcomes: Sequence[Attempted], token: UUID, now: datetime, lane: str,
+                     report: DrainReport) -> DrainReport:
+    """PostgreSQL, a chunk whose every email one provider accepted (nearly every chunk): the
+    same records as record_outcomes' transaction, in one statement
+    (transitions.mark_sent_recorded)."""
+    provider = outcomes[0].provider
+    counts: Counter[totals.Key] = Counter()
+    for outcome in outcomes:
+        _observe(counts, outcome, lane, now)
+    report.sent = transitions.mark_sent_recorded(
+        [o.message.pk for o in outcomes], token=token, provider=provider,
+        provider_ids=_provider_ids(outcomes), attempts=[_attempt_row(o) for o in outcomes],
+        counts=counts, sent_key=(lane, provider, "sent", ""), lane=lane, at=now)
+    if events.enabled():
+        _log_chunk([_event(o, "sent", lane) for o in outcomes], outcomes, report, lane, now)
+    return report
+
+
+def _provider_ids(sent: Sequence[Attempted]) -> dict[int, str]:
+    """The ESP ids that differ from our Message-ID (transitions.mark_sent stores only those)."""
+    return {o.message.pk: o.result.provider_message_id for o in sent
+            if o.result.provider_message_id != message_id_for(o.message.pk)}
+
+
+def _observe(counts: Counter[totals.Key], outcome: Attempted, lane: str, now: datetime) -> None:
+    """The /metrics histograms of one outcome: its queue time if sent, its send time if a
+    request was made (not a render failure)."""
+    if outcome.result.outcome == Outcome.SENT:
+        totals.observe(counts, lane, outcome.provider, "queue_ms",
+                       int((now - outcome.message.created_at).total_seconds() * 1000))
+    if outcome.provider:
+        totals.observe(counts, lane, outcome.provider, "send_ms", outcome.duration_ms)
+
+
+def _attempt_row(outcome: Attempted) -> AttemptRow:
+    """The DeliveryAttempt row of one outcome (inserts.ATTEMPT_COLUMNS), cut to the columns'
+    lengths."""
+    message, result = outcome.message, outcome.result
+    return (message.pk, message.attempts, outcome.started_at, outcome.duration_ms,
+            str(result.outcome), result.error_class[:200], result.error_code[:40],
+            result.error_message, result.provider_message_id[:200], outcome.provider[:40],
+            _worker_name()[:100])
+
+
+def _log_chunk(logged: list[tuple[str, dict[str, Any]]], outcomes: Sequence[Attempted],
+               report: DrainReport, lane: str, now: datetime) -> None:
+    """The structured log lines of a recorded (committed) chunk."""
+    events.emit_all(logged)
+    events.emit("drain.chunk", lane=lane, providers=",".join(sorted(
+        {o.provider for o in outcomes if o.provider})), messages=len(outcomes),
+        sent=report.sent, retried=report.retried, dead=report.dead,
+        record_ms=int((timezone.now() - now).total_seconds() * 1000))
 
 
 def _event(outcome: Attempted, moved: str, lane: str) -> tuple[str, dict[str, Any]]:
@@ -373,9 +422,6 @@ def _record_failure(
                              signature=signature)
     report.dead += moved
     return str(reason) if moved else ""
-
-
-
 
 
 def release_untried(messages: Sequence[Message], token: UUID, *, reason: str) -> int:

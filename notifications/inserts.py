@@ -119,12 +119,18 @@ def insert_attempts(rows: Sequence[AttemptRow]) -> None:
             [DeliveryAttempt(**dict(zip(ATTEMPT_COLUMNS, row, strict=True))) for row in rows])
         return
     with connection.cursor() as cursor:
-        columns = [list(column) for column in zip(*rows, strict=True)]
-        cursor.execute(_attempts_sql(connection.alias), columns)
+        cursor.execute(attempts_sql(connection.alias), attempt_arrays(rows))
+
+
+def attempt_arrays(rows: Sequence[AttemptRow]) -> list[list[Any]]:
+    """The parameters of attempts_sql: one list per column."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 @functools.cache
-def _attempts_sql(alias: str) -> str:
+def attempts_sql(alias: str) -> str:
+    """PostgreSQL: the INSERT of attempt rows, each column one array parameter (a statement of
+    its own, or part of transitions.mark_sent_recorded's)."""
     connection = connections[alias]
     by_attname = {field.attname: field for field in DeliveryAttempt._meta.concrete_fields}
     fields = [by_attname[name] for name in ATTEMPT_COLUMNS]  # all concrete: each has a column

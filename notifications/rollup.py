@@ -11,6 +11,9 @@ last, the lock is held only for the commit, so drains of one lane do not queue b
 while they record. A chunk with several providers writes them in name order, as every drain
 does, so two drains never wait for each other's rows in opposite orders.
 
+On PostgreSQL a chunk whose every email was sent through one provider is recorded in one
+statement (transitions.mark_sent_recorded), whose last part is this upsert (`add_sent_sql`).
+
 Plain SQL: it runs once per recorded chunk, on the delivery path, and the ORM has no upsert
 that adds to the existing values.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
+from typing import Any
 
 from django.db import connection
 
@@ -48,13 +52,33 @@ def _upsert_sql() -> str:
     )
 
 
+def add_sent_sql(sent: str, condition: str) -> str:
+    """PostgreSQL: rollup_add of `sent` messages only, as part of a larger statement: `sent`
+    is an SQL expression, and nothing is written unless it is above 0 and `condition` holds.
+    Parameters: lane, minute (minute_param), provider."""
+    q = connection.ops.quote_name
+    table = q(LaneMinute._meta.db_table)
+    key = f"{q('lane')}, {q('minute')}, {q('provider')}"
+    return (
+        f"INSERT INTO {table} ({key}, {', '.join(q(c) for c in _COUNTS)}) "
+        f"SELECT %s, %s::timestamptz, %s, {sent}, 0, 0, 0 WHERE {sent} > 0 AND {condition} "
+        f"ON CONFLICT ({key}) DO UPDATE SET "
+        f"{q('sent')} = {table}.{q('sent')} + excluded.{q('sent')}"
+    )
+
+
+def minute_param(at: datetime) -> Any:
+    """The rollup key's minute of `at`, as the database driver takes it."""
+    return connection.ops.adapt_datetimefield_value(minute_of(at))
+
+
 def rollup_add(*, lane: str, at: datetime, provider: str = "", sent: int = 0, failed: int = 0,
                dead: int = 0, suppressed: int = 0) -> None:
     """Add counts to the row of `lane` and `provider` ("" for outcomes that went to none) for
     the minute of `at` (created if missing). Nothing to add, nothing written."""
     if not (sent or failed or dead or suppressed):
         return
-    minute = connection.ops.adapt_datetimefield_value(minute_of(at))
+    minute = minute_param(at)
     with connection.cursor() as cursor:
         cursor.execute(_upsert_sql(), [lane, minute, provider, sent, failed, dead, suppressed])
 

@@ -23,6 +23,8 @@ The rows a statement writes are sorted by key, so two drains that write the same
 in the same order and never deadlock. Recorders call it through rollup.record_counts, which
 writes these rows and then the LaneMinute rollup's, always in that order and last in the
 transaction: the hot rows are then locked only for the commit.
+On PostgreSQL a chunk whose every email was sent through one provider writes them inside
+transitions.mark_sent_recorded's single statement instead (`add_plus_sql`), in the same order.
 """
 
 from __future__ import annotations
@@ -81,6 +83,34 @@ def add(counts: Mapping[Key, int]) -> None:
         params.extend((*key, n))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def add_plus_sql(plus: str) -> str:
+    """PostgreSQL: `add` as part of a larger statement, its rows travelling as arrays
+    (add_plus_params), where the SQL expression `plus` is added to the rows marked for it (a
+    count the statement learns only as it runs: how many messages it moved)."""
+    q = connection.ops.quote_name
+    table = q(MetricTotal._meta.db_table)
+    columns = ("lane", "provider", "name", "label", "value")
+    value = f"t.value + CASE WHEN t.plus THEN {plus} ELSE 0 END"
+    return (
+        f"INSERT INTO {table} ({', '.join(q(c) for c in columns)}) "
+        f"SELECT t.lane, t.provider, t.name, t.label, {value} "
+        "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::boolean[]) "
+        "WITH ORDINALITY AS t(lane, provider, name, label, value, plus, i) "
+        f"WHERE {value} <> 0 ORDER BY t.i "  # the sorted order every writer locks them in
+        f"ON CONFLICT ({', '.join(q(c) for c in columns[:4])}) DO UPDATE SET "
+        f"{q('value')} = {table}.{q('value')} + excluded.{q('value')}"
+    )
+
+
+def add_plus_params(counts: Mapping[Key, int], plus: Key) -> list[list[Any]]:
+    """The parameters of add_plus_sql: `counts` and the `plus` row, sorted as `add` sorts."""
+    rows = sorted({**{key: n for key, n in counts.items() if n}, plus: counts.get(plus, 0)}
+                  .items())
+    return [[key[0] for key, _ in rows], [key[1] for key, _ in rows],
+            [key[2] for key, _ in rows], [key[3] for key, _ in rows],
+            [n for _, n in rows], [key == plus for key, _ in rows]]
 
 
 def add_one(*, lane: str, name: str, label: str = "", provider: str = "", n: int = 1) -> None:

@@ -495,3 +495,58 @@ def test_attempt_rows_store_every_field_exactly() -> None:
     stored = list(DeliveryAttempt.objects.order_by("message_id", "number")
                   .values_list(*ATTEMPT_COLUMNS))
     assert stored == rows
+
+
+@pytest.mark.parametrize("one_statement", [True, False], ids=["one statement", "transaction"])
+def test_a_chunk_all_sent_records_the_same_rows_either_way(
+    one_statement: bool, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On PostgreSQL a chunk whose every email was sent is recorded in one statement
+    (transitions.mark_sent_recorded), any other in a transaction of several: both write the same
+    message fields, attempt rows, /metrics totals and rollup row, and neither counts a message
+    whose lease was lost as sent."""
+    from notifications import delivery
+    from notifications.delivery import Attempted, record_outcomes
+    from notifications.errors import SendResult
+    from notifications.models import MetricTotal, Outcome
+
+    if not one_statement:
+        monkeypatch.setattr(delivery, "_in_one_statement", lambda outcomes: False)
+    for to in ("ann@example.com", "bob@example.com", "cy@example.com"):
+        order(to)
+    first, second, lost = claim_batch("transactional", 10)
+    Message.objects.filter(pk=lost.pk).update(lease_token=None)  # taken back meanwhile
+    started = timezone.now()
+    outcomes = [
+        Attempted(first, SendResult(Outcome.SENT, provider_message_id="esp-1"), started, 40,
+                  "primary"),
+        Attempted(second, SendResult(Outcome.SENT, provider_message_id=message_id_for(second.pk)),
+                  started, 300, "primary"),
+        Attempted(lost, SendResult(Outcome.SENT, provider_message_id="esp-3"), started, 60,
+                  "primary"),
+    ]
+
+    report = record_outcomes(outcomes, first.lease_token)
+
+    assert report.sent == 2
+    rows = {m.pk: m for m in Message.objects.filter(pk__in=[first.pk, second.pk, lost.pk])}
+    assert [(rows[m.pk].status, rows[m.pk].provider, rows[m.pk].provider_message_id,
+             rows[m.pk].lease_until, rows[m.pk].sent_at is not None) for m in (first, second)] == [
+        (Status.SENT, "primary", "esp-1", None, True), (Status.SENT, "primary", "", None, True)]
+    assert rows[lost.pk].status == Status.PROCESSING
+    assert list(DeliveryAttempt.objects.order_by("message_id").values_list(
+        "message_id", "number", "duration_ms", "outcome", "provider_message_id", "provider")) == [
+        (first.pk, 1, 40, "sent", "esp-1", "primary"),
+        (second.pk, 1, 300, "sent", message_id_for(second.pk), "primary"),
+        (lost.pk, 1, 60, "sent", "esp-3", "primary")]
+    totals = {(name, label): value for name, label, value in MetricTotal.objects.filter(
+        lane="transactional", provider="primary").values_list("name", "label", "value")}
+    assert totals.pop(("sent", "")) == 2  # what this claim moved
+    assert totals.pop(("send_ms", "sum")) == 400
+    assert (totals.pop(("send_ms", "50")), totals.pop(("send_ms", "100")),
+            totals.pop(("send_ms", "500"))) == (1, 1, 1)
+    queued = [key for key in totals if key[0] == "queue_ms" and key[1] != "sum"]
+    assert sum(totals.pop(key) for key in queued) == 3  # one observation per email sent
+    assert list(totals) == [("queue_ms", "sum")]
+    assert list(LaneMinute.objects.values_list("lane", "provider", "sent", "failed", "dead")) == [
+        ("transactional", "primary", 2, 0, 0)]
