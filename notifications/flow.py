@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 # How long a probe may take before another drain may probe instead (its drain died).
 PROBE_LEASE_SECONDS = 30.0
 # How often a drain with nothing to write reads the shared state (opened by another worker?
-# a 429 hold?) while it sends.
+# a 429 hold?), while it sends and before it claims.
 REFRESH_SECONDS = 0.5
 
 
@@ -249,7 +249,7 @@ class ProviderFlow:
     def __init__(self, provider: str) -> None:
         self.provider = provider
         self.view = View("closed", 0.0, 0.0)
-        self._seen_at = -REFRESH_SECONDS  # never read: the first permit() reads the store
+        self._seen_at = float("-inf")  # never read: the first permit() reads the store
 
     @property
     def open(self) -> bool:

@@ -4,6 +4,7 @@ probes, and the hold a 429 asks for; in the database and in Redis."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -153,6 +154,15 @@ def test_a_drain_that_saw_it_healthy_just_now_claims_without_asking_again(
     clock[0] += flow.REFRESH_SECONDS / 2
     assert mine.permit() is Gate.DENY
     assert mine.permit() is Gate.DENY and reads[-2:] == ["read", "read"]  # open: read each time
+
+    # A failure in the window, or a hold, seen by this drain: it reads before every claim.
+    for seen in ({"failing": 1}, {"hold_for": 3.0}):
+        watchful = ProviderFlow("p2")
+        watchful.permit()
+        watchful.view = replace(watchful.view, **seen)
+        before = len(reads)
+        watchful.permit()
+        assert len(reads) == before + 1, seen
 
 
 def test_a_hold_reported_by_one_worker_is_seen_by_another(store: str) -> None:

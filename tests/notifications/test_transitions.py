@@ -263,3 +263,43 @@ def test_a_postgresql_move_finds_its_rows_by_primary_key_not_among_all_in_flight
         cursor.execute("EXPLAIN (FORMAT JSON) " + update)
         scans = _scans(cursor.fetchone()[0][0]["Plan"])
     assert scans == [("Index Scan", "notifications_message_pkey")], scans
+
+
+def _subplans(node: dict[str, Any]) -> Any:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _subplans(child)
+
+
+def test_a_postgresql_one_statement_record_writes_the_totals_before_the_rollup() -> None:
+    """mark_sent_recorded keeps record_counts' lock order (the /metrics totals, then the rollup
+    row) inside one statement, where PostgreSQL does not promise an order of data-modifying WITH
+    parts: the rollup's INSERT is gated by a one-time filter on a count of the totals' rows (an
+    InitPlan, run to completion before it), and the totals read the count of moved messages."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement record is PostgreSQL's")
+    notify(event="order.placed", to="plan@example.com", data=ORDER)
+    [message] = claim_batch("transactional", 5)
+    now = timezone.now()
+    row = (message.pk, 1, now, 5, "sent", "", "", "", "esp", "p", "w")
+    params = [*transitions._mark_sent_params([message.pk], message.lease_token, "p", {}),
+              *transitions.attempt_arrays([row]),
+              *transitions.totals.add_plus_params({}, ("transactional", "p", "sent", "")),
+              "transactional", transitions.minute_param(now), "p"]
+    plan = _plan(transitions._mark_sent_recorded_sql(), params)
+    parts = {node["Subplan Name"]: node for node in _subplans(plan) if "Subplan Name" in node
+             and node["Subplan Name"].startswith("CTE ")}
+
+    def reads(part: str) -> set[str]:
+        return {node["CTE Name"] for node in _subplans(parts[part])
+                if node["Node Type"] == "CTE Scan"}
+
+    assert reads("CTE n") == {"marked", "attempted"}
+    assert reads("CTE counted") == {"n"}
+    assert reads("CTE rolled") == {"n", "counted"}
+    gate = next(node for node in _subplans(parts["CTE rolled"]) if "One-Time Filter" in node)
+    assert gate["Node Type"] == "Result"
+    assert all(p["Parent Relationship"] == "InitPlan" for p in parts["CTE rolled"]["Plans"]
+               if any(n.get("CTE Name") == "counted" for n in _subplans(p)))
