@@ -78,7 +78,10 @@ class RateLimiter:
             start = max(row.tat, now) if row is not None else now
             ProviderRate.objects.update_or_create(
                 provider=self.provider, defaults={"tat": start + timedelta(seconds=span)})
-        return (start - now).total_seconds()
+        # Counted from after the commit, not from `now`: the slot is a time on this host's clock,
+        # and a commit that waited for SQLite's lock or its disk must not push it later (a send
+        # let go late lands in the next second beside the sends that were on time there).
+        return max(0.0, (start - timezone.now()).total_seconds())
 
 
 def limiter_for(provider: str) -> RateLimiter | None:

@@ -216,7 +216,7 @@ class Sender:
             while (len(in_flight) < self.window and self.started < len(items)
                    and not self._rate_ahead() and not self._held() and may_start()):
                 message, content = items[self.started]
-                slot = time.monotonic() + self._reserve()  # when it may start, on this clock
+                slot = self._reserve()  # when it may start, on this clock
                 future = self._pool.submit(self._send_one, (message, build(message, content)),
                                            slot)
                 in_flight[future] = self.started
@@ -264,12 +264,19 @@ class Sender:
             self._next_start - time.monotonic() >= RATE_AHEAD
 
     def _reserve(self) -> float:
-        """Seconds the next send must wait for its slot under the shared rate (0 without)."""
+        """The time.monotonic() at which the next send may start under the shared rate (0.0,
+        long past, without one).
+
+        Counted from when the store answered, not from before it was asked: the store measures
+        the delay on its clock once it holds the rate's row (SQLite: after the commit), so time
+        spent waiting for that row's lock, or for the answer, must not move the slot earlier.
+        Four workers contending for the row did that, and their sends bunched above the rate.
+        """
         if self._limiter is None:
             return 0.0
         delay = self._limiter.reserve()
         self._next_start = time.monotonic() + delay
-        return delay
+        return self._next_start
 
     def _learn(self, sent: Sequence[Sent]) -> None:
         """Slow start: +1 in flight per success (doubling per round trip), halved when half or

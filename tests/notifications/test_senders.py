@@ -89,3 +89,29 @@ def test_mail_due_while_a_slow_send_is_in_flight_goes_out_without_waiting_for_it
 
     assert SlowBackend.started["late:0"] - arrives < 0.1
     assert time.monotonic() - t0 >= 1.5  # the slow one was still in flight meanwhile
+
+
+def test_a_rate_slot_counts_from_when_the_store_answered_not_from_before_it_was_asked() -> None:
+    """The shared rate's store answers "your slot is N seconds from now" once it holds the
+    rate's row; time spent waiting for that row (other workers reserving) must not move the
+    send earlier, or sends of several workers bunch above the rate."""
+    SlowBackend.started.clear()
+
+    class ContendedRate:
+        interval = 0.01
+
+        def reserve(self, n: int = 1) -> float:
+            time.sleep(0.2)  # waited for the rate's row behind other workers
+            self.answered = time.monotonic()
+            return 0.1  # the slot: 0.1 s after this answer
+
+    class Row:
+        pk = 1
+
+    rate = ContendedRate()
+    with Sender(concurrency=4, message_id=str, name="rated", connect=SlowBackend,
+                limiter=rate) as s:  # type: ignore[arg-type]
+        list(s.stream([(Row(), "one:0")], lambda m, c: EmailMessage(subject=c, to=["a@x.org"]),
+                      lambda: True))
+
+    assert SlowBackend.started["one:0"] >= rate.answered + 0.1
