@@ -106,11 +106,9 @@ def add_plus_sql(plus: str) -> str:
 
 def add_plus_params(counts: Mapping[Key, int], plus: Key) -> list[list[Any]]:
     """The parameters of add_plus_sql: `counts` and the `plus` row, sorted as `add` sorts."""
-    rows = sorted({**{key: n for key, n in counts.items() if n}, plus: counts.get(plus, 0)}
-                  .items())
-    return [[key[0] for key, _ in rows], [key[1] for key, _ in rows],
-            [key[2] for key, _ in rows], [key[3] for key, _ in rows],
-            [n for _, n in rows], [key == plus for key, _ in rows]]
+    keys = sorted({key for key, n in counts.items() if n} | {plus})
+    return [*(list(column) for column in zip(*keys, strict=True)),
+            [counts.get(key, 0) for key in keys], [key == plus for key in keys]]
 
 
 def add_one(*, lane: str, name: str, label: str = "", provider: str = "", n: int = 1) -> None:
